@@ -1,0 +1,96 @@
+package imds
+
+import (
+	"net/netip"
+	"time"
+)
+
+// ENIState says whether an ENI's metadata can be acted on.
+//
+// Only Complete ENIs are configured. For every other state the consumer
+// must leave whatever is already configured for that ENI exactly as it is:
+// neither adding nor removing anything, because the metadata is not (yet)
+// trustworthy.
+type ENIState int
+
+const (
+	// Complete: every required key was read, parsed and validated.
+	Complete ENIState = iota
+	// Pending: IMDS has not finished propagating this ENI (device-number
+	// reads 0 for a non-primary ENI on card 0, or a subnet CIDR is missing
+	// for a family the ENI has addresses in). Re-read later; never guess ids.
+	Pending
+	// Invalid: IMDS answered, but with something that does not validate
+	// (a bad MAC, an address outside its subnet, an absurd size). Reason
+	// says what.
+	Invalid
+	// Unknown: a read needed for this ENI failed (timeout, 5xx, 429, reset,
+	// empty or unparsable body) even after retries. Unknown is never
+	// presented as empty: nothing may be removed because of it.
+	Unknown
+)
+
+func (s ENIState) String() string {
+	switch s {
+	case Complete:
+		return "complete"
+	case Pending:
+		return "pending"
+	case Invalid:
+		return "invalid"
+	case Unknown:
+		return "unknown"
+	}
+	return "state(?)"
+}
+
+// ENI is one network interface as IMDS describes it, validated.
+//
+// Slices are never nil-versus-empty ambiguous: when State is Complete an
+// empty slice means IMDS answered 404 (authoritatively none).
+type ENI struct {
+	MAC         string // lowercase aa:bb:cc:dd:ee:ff, the key under macs/
+	Primary     bool   // MAC equals the top-level "mac"
+	InterfaceID string // eni-…
+
+	DeviceNumber   int
+	NetworkCard    int  // 0 when the key is absent
+	HasNetworkCard bool // the network-card key is listed for this MAC
+
+	SubnetIPv4 netip.Prefix   // zero Prefix (IsValid()==false) when the subnet has no IPv4
+	SubnetIPv6 []netip.Prefix // subnet-ipv6-cidr-blocks
+	VPCIPv4    []netip.Prefix // vpc-ipv4-cidr-blocks
+	VPCIPv6    []netip.Prefix // vpc-ipv6-cidr-blocks
+
+	IPv4         []netip.Addr   // local-ipv4s; IPv4[0] is the ENI's primary address
+	IPv6         []netip.Addr   // ipv6s
+	IPv4Prefixes []netip.Prefix // ipv4-prefix (delegated /28s)
+	IPv6Prefixes []netip.Prefix // ipv6-prefix (delegated /80s)
+
+	// For `status` only.
+	SecurityGroups []string
+	PublicIPv4     []netip.Addr
+
+	State  ENIState
+	Reason string // one line, set when State is not Complete
+}
+
+// Snapshot is one consistent read of the instance's network interfaces.
+type Snapshot struct {
+	PrimaryMAC string // top-level "mac"
+	ENIs       []ENI  // sorted by MAC
+	Taken      time.Time
+}
+
+// ENI returns the ENI with the given MAC, or nil.
+func (s *Snapshot) ENI(mac string) *ENI {
+	if s == nil {
+		return nil
+	}
+	for i := range s.ENIs {
+		if s.ENIs[i].MAC == mac {
+			return &s.ENIs[i]
+		}
+	}
+	return nil
+}
