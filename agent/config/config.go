@@ -46,13 +46,13 @@ type Config struct {
 	MTU           string // "auto", "keep" or a number 576..9216
 	PrefixMode    string // "rules" or "anyip"
 
-	RefreshInterval   time.Duration // daemon: full IMDS read interval (±10 % jitter)
-	RemoveAfter       int           // daemon: successful reads without an address before it is removed
-	PropagationWait   time.Duration // how long one read keeps re-reading a pending ENI
-	ApplyWait         time.Duration // apply: how long to wait for pending ENIs
-	ReadyTimeout      time.Duration // daemon: READY=1 at the latest after this, even if IMDS is dead
-	StateDir          string        // root of per-namespace state (/run/ec2net)
-	LogLevel          string        // debug, info, warn, error
+	RefreshInterval time.Duration // daemon: full IMDS read interval (±10 % jitter)
+	RemoveAfter     int           // daemon: successful reads without an address before it is removed
+	PropagationWait time.Duration // how long one read keeps re-reading a pending ENI
+	ApplyWait       time.Duration // apply: how long to wait for pending ENIs
+	ReadyTimeout    time.Duration // daemon: READY=1 at the latest after this, even if IMDS is dead
+	StateDir        string        // root of per-namespace state (/run/ec2net)
+	LogLevel        string        // debug, info, warn, error
 }
 
 // Default returns the built-in configuration.
