@@ -67,9 +67,16 @@ type ENI struct {
 	IPv4Prefixes []netip.Prefix // ipv4-prefix (delegated /28s)
 	IPv6Prefixes []netip.Prefix // ipv6-prefix (delegated /80s)
 
+	// IPv4 link-local addresses (169.254.0.0/16) IMDS lists in local-ipv4s
+	// (IPv6-only ENIs): kept apart from IPv4, never configured, and exempt
+	// from the subnet check.
+	IPv4LinkLocal []netip.Addr
+
 	// For `status` only.
 	SecurityGroups []string
 	PublicIPv4     []netip.Addr
+	StatusRead     bool   // SecurityGroups and PublicIPv4 were read in this snapshot (first sight, SnapshotFull)
+	StatusError    string // why one of them could not be read ("" when fine)
 
 	State  ENIState
 	Reason string // one line, set when State is not Complete
@@ -93,4 +100,18 @@ func (s *Snapshot) ENI(mac string) *ENI {
 		}
 	}
 	return nil
+}
+
+// PendingMACs lists the MACs of the ENIs that are Pending.
+func (s *Snapshot) PendingMACs() []string {
+	if s == nil {
+		return nil
+	}
+	var out []string
+	for i := range s.ENIs {
+		if s.ENIs[i].State == Pending {
+			out = append(out, s.ENIs[i].MAC)
+		}
+	}
+	return out
 }
