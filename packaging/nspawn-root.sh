@@ -1,0 +1,79 @@
+#!/bin/bash
+# nspawn-root.sh [dir]: make (once) a minimal Debian bookworm root that
+# systemd-nspawn --boot can start, for the real-systemd package tests.
+#
+# The root is cached (default /var/tmp/ec2net-nspawn-root) and reused while
+# its marker file matches this script's recipe; tests never write to it:
+# they boot it through an overlayfs upper layer, so every run starts clean.
+# It is built in a temporary directory and renamed into place, and the
+# build holds a lock, so concurrent callers (parallel test packages, a
+# developer and CI on one box) never see or make a half-built root.
+set -euo pipefail
+
+root=${1:-${EC2NET_NSPAWN_ROOT:-/var/tmp/ec2net-nspawn-root}}
+suite=bookworm
+include=systemd,systemd-sysv,dbus,iproute2
+recipe="debootstrap minbase $suite include=$include v1"
+marker=$root/.ec2net-root
+
+if [ "$(id -u)" != 0 ]; then
+	echo "nspawn-root.sh: needs root" >&2
+	exit 1
+fi
+for tool in debootstrap systemd-nspawn; do
+	if ! command -v "$tool" >/dev/null; then
+		echo "nspawn-root.sh: $tool missing: apt-get install -y --no-install-recommends debootstrap systemd-container" >&2
+		exit 1
+	fi
+done
+
+valid() {
+	[ -f "$marker" ] && [ "$(cat "$marker")" = "$recipe" ] &&
+		[ -x "$root/lib/systemd/systemd" ] && [ -x "$root/usr/bin/dpkg" ]
+}
+
+# Fast path without the lock: a finished root never changes.
+if valid; then
+	echo "$root"
+	exit 0
+fi
+
+mkdir -p "$(dirname "$root")"
+exec 9>"$root.lock"
+flock 9
+if valid; then # someone else built it while we waited
+	echo "$root"
+	exit 0
+fi
+
+# The Debian mirror this machine already uses (deb822 or one-line format),
+# so the test needs no network access the host does not already have.
+# Comment lines are skipped: they often name snapshot.debian.org.
+mirror=$(grep -rhE '^[[:space:]]*(URIs:|deb )' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null |
+	grep -oE 'https?://[^ ]*/debian/?( |$)' | grep -v -- '-security' | head -n1 | tr -d ' ' || true)
+mirror=${mirror:-http://deb.debian.org/debian}
+
+tmp=$root.tmp.$$
+trap 'rm -rf "$tmp"' EXIT
+rm -rf "$tmp"
+echo "nspawn-root.sh: debootstrap $suite from $mirror into $root (about 40 s, once)" >&2
+debootstrap --variant=minbase --include="$include" "$suite" "$tmp" "$mirror" >"$tmp.log" 2>&1 || {
+	tail -n 30 "$tmp.log" >&2
+	rm -f "$tmp.log"
+	exit 1
+}
+rm -f "$tmp.log"
+# Boot quietly and quickly: no login prompts on the passive console, no
+# machine-id churn, nothing that waits for a network the container lacks.
+echo ec2net-test >"$tmp/etc/hostname"
+: >"$tmp/etc/machine-id"
+rm -f "$tmp/etc/systemd/system/getty.target.wants/"* 2>/dev/null || true
+ln -sf /dev/null "$tmp/etc/systemd/system/console-getty.service"
+ln -sf /dev/null "$tmp/etc/systemd/system/systemd-networkd-wait-online.service"
+apt_clean_dirs="$tmp/var/cache/apt/archives/*.deb $tmp/var/lib/apt/lists/*_Packages"
+rm -f $apt_clean_dirs 2>/dev/null || true
+echo "$recipe" >"$tmp/.ec2net-root"
+rm -rf "$root"
+mv "$tmp" "$root"
+trap - EXIT
+echo "$root"
