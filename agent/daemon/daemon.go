@@ -79,13 +79,14 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("subscribe to netlink events: %w", err)
 	}
 	d := &loop{
-		o:       o,
-		log:     o.Logger,
-		tracker: evidence.New(o.Config.RemoveAfter),
-		links:   map[int]string{},
-		readRes: make(chan readResult, 1),
-		pending: imds.NewBackoff(imds.BackoffConfig{Initial: 100 * time.Millisecond, Max: 5 * time.Second, Jitter: 0.2}),
-		repairs: newRepairLimiter(),
+		o:        o,
+		log:      o.Logger,
+		tracker:  evidence.New(o.Config.RemoveAfter),
+		links:    map[int]string{},
+		appeared: map[string]time.Time{},
+		readRes:  make(chan readResult, 1),
+		pending:  imds.NewBackoff(imds.BackoffConfig{Initial: 100 * time.Millisecond, Max: 5 * time.Second, Jitter: 0.2}),
+		repairs:  newRepairLimiter(),
 	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -104,8 +105,9 @@ type loop struct {
 	log     *zap.Logger
 	tracker *evidence.Tracker
 
-	last       *imds.Snapshot // last successful read, filtered for evidence
-	links      map[int]string // ifindex -> MAC, to recognise new links and re-attaches
+	last       *imds.Snapshot       // last successful read, filtered for evidence
+	links      map[int]string       // ifindex -> MAC, to recognise new links and re-attaches
+	appeared   map[string]time.Time // MAC -> when its link appeared, while IMDS does not list it yet
 	reading    bool
 	readAgain  bool
 	readRes    chan readResult
@@ -290,7 +292,7 @@ func (d *loop) handleRead(ctx context.Context, r readResult, retry *idleTimer) {
 	// Re-read soon when an ENI is still propagating or a removal awaits
 	// its confirming read; otherwise the periodic refresh is enough.
 	switch {
-	case hasPending(snap):
+	case hasPending(snap) || d.awaitingIMDS(snap):
 		retry.Reset(d.pending.Next())
 		retry.idle = false
 	case len(d.tracker.Retained()) > 0:
@@ -340,6 +342,22 @@ func (d *loop) apply(why string) {
 	d.setStatus(summary(d.last, d.o.Config))
 }
 
+// awaitingIMDS reports whether a link appeared recently whose MAC IMDS does
+// not list yet (IMDS propagates asynchronously: the NIC can appear first).
+// Such links are re-read with the propagation backoff for PropagationWait,
+// then left to the periodic refresh (they may not be ENIs at all).
+func (d *loop) awaitingIMDS(snap *imds.Snapshot) bool {
+	waiting := false
+	for mac, since := range d.appeared {
+		if snap.ENI(mac) != nil || time.Since(since) > d.o.Config.PropagationWait {
+			delete(d.appeared, mac)
+			continue
+		}
+		waiting = true
+	}
+	return waiting
+}
+
 // linkEvent updates the ifindex->MAC map and says whether the event needs
 // an IMDS read (a link we have not seen: attach or re-attach) or just a
 // reconcile against the last snapshot (a link gone: clean up its orphans
@@ -350,6 +368,7 @@ func (d *loop) linkEvent(u linkEvent) (read, apply bool) {
 	}
 	if u.deleted {
 		delete(d.links, u.index)
+		delete(d.appeared, u.mac)
 		d.o.IMDS.Forget(u.mac)
 		d.tracker.Forget(u.mac)
 		d.log.Info("link removed (ENI detached)", zap.String("link", u.name), zap.String("mac", u.mac))
@@ -359,6 +378,7 @@ func (d *loop) linkEvent(u linkEvent) (read, apply bool) {
 		return false, true
 	}
 	d.links[u.index] = u.mac
+	d.appeared[u.mac] = time.Now()
 	d.log.Info("link appeared", zap.String("link", u.name), zap.String("mac", u.mac))
 	return true, false
 }
