@@ -27,6 +27,7 @@ import (
 	"github.com/ec2net/ec2net/agent/evidence"
 	"github.com/ec2net/ec2net/agent/imds"
 	"github.com/ec2net/ec2net/netconf"
+	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"go.uber.org/zap"
 )
@@ -87,6 +88,18 @@ func Run(ctx context.Context, o Options) error {
 		readRes:  make(chan readResult, 1),
 		pending:  imds.NewBackoff(imds.BackoffConfig{Initial: 100 * time.Millisecond, Max: 5 * time.Second, Jitter: 0.2}),
 		repairs:  newRepairLimiter(),
+	}
+	// Links that exist now are not "new": remember them so that their
+	// next event (say, our own link-up) does not look like an attach.
+	if h, err := netlink.NewHandleAt(o.NetNS); err == nil {
+		if links, err := h.LinkList(); err == nil {
+			for _, l := range links {
+				if a := l.Attrs(); len(a.HardwareAddr) == 6 {
+					d.links[a.Index] = a.HardwareAddr.String()
+				}
+			}
+		}
+		h.Close()
 	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
