@@ -68,7 +68,7 @@ func addrList(s ...string) []netip.Addr {
 // dual-stack with two IPv6 addresses in another subnet, one in the
 // primary's subnet with a delegated IPv4 prefix; three IPv4 addresses each.
 type bed struct {
-	t        *testing.T
+	t        testing.TB
 	vpc      *vpcsim.VPC
 	stateDir string
 	primary  vpcsim.ENISpec
@@ -76,7 +76,7 @@ type bed struct {
 	eth2     vpcsim.ENISpec
 }
 
-func newBed(t *testing.T, prefix string) *bed {
+func newBed(t testing.TB, prefix string) *bed {
 	t.Helper()
 	nsutil.RequireRoot(t)
 	vpc := vpcsim.NewForTest(t, prefix)
@@ -97,7 +97,7 @@ func newBed(t *testing.T, prefix string) *bed {
 	return b
 }
 
-func must(t *testing.T, err error) {
+func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
