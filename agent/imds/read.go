@@ -31,10 +31,12 @@ type pass struct {
 	c    *Client
 	ctx  context.Context
 	full bool // SnapshotFull: ignore the cache, read the status-only keys
-	// broken is set once IMDS stopped answering altogether (unreachable or
-	// 403) during the pass: the remaining ENIs are marked Unknown without
-	// each of them waiting through its own retries.
-	broken string
+	// broken is set once IMDS stopped answering altogether during the pass
+	// (403, or two reads in a row without any response): the remaining
+	// ENIs are marked Unknown without each waiting through its own
+	// retries. One unanswered read alone could be a single hanging path.
+	broken          string
+	unreachableRuns int
 }
 
 // eniResult is one ENI as read, before the checks that need the whole
@@ -304,6 +306,11 @@ func (r *eniReader) read(key string, required bool, parse func(string) error) bo
 	}
 	path := r.base + key
 	res := r.p.c.get(r.p.ctx, path, parse)
+	if res.out == outUnknown && res.unreachable {
+		r.p.unreachableRuns++
+	} else {
+		r.p.unreachableRuns = 0
+	}
 	switch res.out {
 	case outValue:
 		return true
@@ -322,7 +329,7 @@ func (r *eniReader) read(key string, required bool, parse func(string) error) bo
 		r.p.broken = "IMDS disabled (403)"
 		r.set(Unknown, res.reason)
 	default:
-		if res.unreachable {
+		if r.p.unreachableRuns >= 2 {
 			r.p.broken = "IMDS unreachable: " + res.reason
 		}
 		r.set(Unknown, res.reason)
