@@ -187,6 +187,8 @@ func (b *bed) rules() []string {
 
 func equalSets(t testing.TB, what string, got, want []string) {
 	t.Helper()
+	got = append([]string(nil), got...)
+	sort.Strings(got)
 	sort.Strings(want)
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("%s:\n got:\n  %s\nwant:\n  %s", what, strings.Join(got, "\n  "), strings.Join(want, "\n  "))
