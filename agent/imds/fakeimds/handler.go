@@ -18,8 +18,10 @@ type reply struct {
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	if s.closed {
+		// A closed IMDS answers nothing (also when Handler is mounted
+		// elsewhere, e.g. httptest).
 		s.mu.Unlock()
-		writeError(w, http.StatusServiceUnavailable)
+		hijackAndClose(w, false)
 		return
 	}
 	s.activeWG.Add(1)

@@ -298,16 +298,18 @@ func (s *Server) Close() error {
 		return nil
 	}
 	s.closed = true
-	close(s.closing)
 	servers := s.servers
 	s.servers = nil
 	s.mu.Unlock()
+	// Listeners first, so that a client retrying after its hung request is
+	// dropped finds nobody listening, then release the handlers.
 	var errs []error
 	for _, srv := range servers {
 		if err := srv.Close(); err != nil {
 			errs = append(errs, err)
 		}
 	}
+	close(s.closing)
 	s.serveWG.Wait()
 	s.activeWG.Wait()
 	return errors.Join(errs...)
