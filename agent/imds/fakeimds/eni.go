@@ -16,7 +16,7 @@ import (
 type ENI struct {
 	MAC            string   // lowercase aa:bb:cc:dd:ee:ff
 	InterfaceID    string   // eni-...
-	DeviceNumber   int      //
+	DeviceNumber   int      // device-number
 	NetworkCard    *int     // nil: key absent (single-card instance types)
 	SubnetIPv4     string   // "100.64.1.0/24"; "" = absent (IPv6-only subnet)
 	SubnetIPv6     []string // subnet-ipv6-cidr-blocks

@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 )
 
 // rawGet sends a GET with the client's token and returns the response or
@@ -239,4 +241,41 @@ func TestClosedServerAnswersNothingThroughHandler(t *testing.T) {
 	if _, _, err := c.rawGet(context.Background(), "instance-id"); err == nil {
 		t.Fatal("closed server answered")
 	}
+}
+
+func TestCloseLeavesNoGoroutines(t *testing.T) {
+	before := goleak.IgnoreCurrent()
+	s := New()
+	ep1, err := s.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep2, err := s.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &http.Transport{}
+	hc := &http.Client{Transport: tr}
+	c1 := &client{t: t, base: ep1, hc: hc}
+	c2 := &client{t: t, base: ep2, hc: hc}
+	c1.login()
+	c2.token = c1.token
+	s.SetFault("instance-id", Fault{Kind: FaultHang})
+	s.SetFault("ami-id", Fault{Kind: FaultSlow, Delay: time.Hour})
+	done := make(chan error, 2)
+	go func() { _, _, err := c1.rawGet(context.Background(), "instance-id"); done <- err }()
+	go func() { _, _, err := c2.rawGet(context.Background(), "ami-id"); done <- err }()
+	waitFor(t, "both requests in flight", func() bool {
+		return s.Requests("/latest/meta-data/instance-id") == 1 && s.Requests("/latest/meta-data/ami-id") == 1
+	})
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := <-done; err == nil {
+			t.Error("a blocked request got an answer after Close")
+		}
+	}
+	tr.CloseIdleConnections()
+	goleak.VerifyNone(t, before)
 }

@@ -29,6 +29,9 @@ func sdkClient(t *testing.T, endpoint string) *imds.Client {
 		EnableFallback: aws.FalseTernary,
 		HTTPClient:     &http.Client{Transport: tr, Timeout: 10 * time.Second},
 		Retryer:        retryer,
+		// Otherwise the client wraps the retryer with its own jittered
+		// backoff (up to 1 s) and ours is ignored.
+		DisableDefaultMaxBackoff: true,
 	})
 }
 

@@ -2,6 +2,7 @@ package fakeimds
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -171,5 +172,41 @@ func TestSetCreatesDirectoriesAndDeleteRemoves(t *testing.T) {
 	c2.expectStatus("events/recommendations/", http.StatusNotFound)
 	if got := c2.mustGet("events/"); got != "maintenance/" {
 		t.Fatalf("events/ = %q", got)
+	}
+}
+
+func BenchmarkGetMACListing(b *testing.B) {
+	s, err := Tree("real02")
+	if err != nil {
+		b.Fatal(err)
+	}
+	ep, err := s.Start("127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr}
+	req, _ := http.NewRequest(http.MethodPut, ep+"/latest/api/token", nil)
+	req.Header.Set(TokenTTLHeader, "60")
+	resp, err := hc.Do(req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	tok, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	get, _ := http.NewRequest(http.MethodGet, ep+"/latest/meta-data/network/interfaces/macs/", nil)
+	get.Header.Set(TokenHeader, string(tok))
+	for b.Loop() {
+		resp, err := hc.Do(get)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			b.Fatal(resp.Status)
+		}
 	}
 }
