@@ -135,17 +135,6 @@ func (n *node) listing(skip func(name string) bool) string {
 	return strings.Join(names, "\n")
 }
 
-func (n *node) clone() *node {
-	if !n.isDir() {
-		return &node{value: n.value}
-	}
-	d := newDir()
-	for k, c := range n.children {
-		d.children[k] = c.clone()
-	}
-	return d
-}
-
 // lines splits a multi-valued leaf; an absent or empty leaf has none.
 func lines(n *node) []string {
 	if n == nil || n.isDir() {
