@@ -1,0 +1,190 @@
+package vpcsim
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/ec2net/ec2net/netconf/nsutil"
+	"github.com/vishvananda/netlink"
+)
+
+// The Docker-like setup of AddDockerLikeBridge: foreign state on the
+// instance that ec2net must leave working (amazon-ec2-net-utils #97, where
+// policy rules for the primary address broke published ports).
+var (
+	DockerBridgeIPv4 = netip.MustParsePrefix("100.100.17.1/24")
+	DockerContainer  = netip.MustParseAddr("100.100.17.2")
+)
+
+// Ports of the published service.
+const (
+	DockerHostPort      = 8080
+	DockerContainerPort = 80
+)
+
+type dockerLike struct {
+	ns   string
+	echo *echoServer
+}
+
+func (d *dockerLike) close() {
+	if d.echo != nil {
+		d.echo.close()
+	}
+}
+
+// AddDockerLikeBridge builds, inside the instance, what Docker builds for
+// one container with a published port: a bridge docker0 (100.100.17.1/24),
+// a "container" namespace holding 100.100.17.2 with a TCP listener on port
+// 80, IPv4 forwarding on, and nftables DNAT (nat prerouting and output:
+// local destination, tcp dport 8080 -> 100.100.17.2:80) plus masquerading
+// of the container's outbound traffic. Connecting from the instance to its
+// primary address on port 8080 then reaches the container.
+func (v *VPC) AddDockerLikeBridge() (hostPort int, containerAddr netip.Addr, err error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.closed {
+		return 0, netip.Addr{}, errors.New("vpcsim: closed")
+	}
+	if v.container != nil {
+		return 0, netip.Addr{}, errors.New("vpcsim: the Docker-like bridge already exists")
+	}
+	name := v.base + "-c"
+	ch, err := nsutil.NewNamed(name)
+	if err != nil {
+		return 0, netip.Addr{}, fmt.Errorf("vpcsim: container namespace: %w", err)
+	}
+	// Registered at once so Close removes it whatever fails below.
+	v.handles[name] = ch
+	d := &dockerLike{ns: name}
+	v.container = d
+	if err := sysctl(ch, "net.ipv4.conf.all.rp_filter", "0"); err != nil {
+		return 0, netip.Addr{}, err
+	}
+	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "docker0"}}
+	if err := v.instance.LinkAdd(br); err != nil {
+		return 0, netip.Addr{}, fmt.Errorf("vpcsim: create docker0: %w", err)
+	}
+	if err := addAddrs(v.instance, "docker0", DockerBridgeIPv4); err != nil {
+		return 0, netip.Addr{}, err
+	}
+	veth := &netlink.Veth{
+		LinkAttrs:     netlink.LinkAttrs{Name: "vethc0", Index: routerIndexBase}, // see routerIndexBase
+		PeerName:      "eth0",
+		PeerNamespace: netlink.NsFd(int(ch)),
+	}
+	if err := v.instance.LinkAdd(veth); err != nil {
+		return 0, netip.Addr{}, fmt.Errorf("vpcsim: create container veth: %w", err)
+	}
+	hostEnd, err := v.instance.LinkByName("vethc0")
+	if err != nil {
+		return 0, netip.Addr{}, err
+	}
+	dockerBr, err := v.instance.LinkByName("docker0")
+	if err != nil {
+		return 0, netip.Addr{}, err
+	}
+	if err := v.instance.LinkSetMaster(hostEnd, dockerBr); err != nil {
+		return 0, netip.Addr{}, fmt.Errorf("vpcsim: plug vethc0 into docker0: %w", err)
+	}
+	for _, l := range []netlink.Link{hostEnd, dockerBr} {
+		if err := v.instance.LinkSetUp(l); err != nil {
+			return 0, netip.Addr{}, fmt.Errorf("vpcsim: set %s up: %w", l.Attrs().Name, err)
+		}
+	}
+	cnl, err := netlink.NewHandleAt(ch)
+	if err != nil {
+		return 0, netip.Addr{}, err
+	}
+	defer cnl.Close()
+	if err := addAddrs(cnl, "eth0", netip.PrefixFrom(DockerContainer, DockerBridgeIPv4.Bits())); err != nil {
+		return 0, netip.Addr{}, err
+	}
+	if err := linkUp(cnl, "eth0"); err != nil {
+		return 0, netip.Addr{}, err
+	}
+	cl, err := cnl.LinkByName("eth0")
+	if err != nil {
+		return 0, netip.Addr{}, err
+	}
+	def := &netlink.Route{
+		LinkIndex: cl.Attrs().Index,
+		Dst:       ipNet(netip.MustParsePrefix("0.0.0.0/0")),
+		Gw:        net.IP(DockerBridgeIPv4.Addr().AsSlice()),
+	}
+	if err := cnl.RouteAdd(def); err != nil {
+		return 0, netip.Addr{}, fmt.Errorf("vpcsim: container default route: %w", err)
+	}
+	if d.echo, err = startEcho(ch, DockerContainerPort); err != nil {
+		return 0, netip.Addr{}, fmt.Errorf("vpcsim: container listener: %w", err)
+	}
+	if err := sysctl(v.handles[v.Instance], "net.ipv4.ip_forward", "1"); err != nil {
+		return 0, netip.Addr{}, err
+	}
+	ruleset := fmt.Sprintf(`table ip vpcsim_docker {
+	chain prerouting {
+		type nat hook prerouting priority dstnat; policy accept;
+		fib daddr type local tcp dport %[1]d dnat to %[2]s:%[3]d
+	}
+	chain output {
+		type nat hook output priority -100; policy accept;
+		ip daddr != 127.0.0.0/8 fib daddr type local tcp dport %[1]d dnat to %[2]s:%[3]d
+	}
+	chain postrouting {
+		type nat hook postrouting priority srcnat; policy accept;
+		ip saddr %[4]s oifname != "docker0" masquerade
+	}
+}
+`, DockerHostPort, DockerContainer, DockerContainerPort, DockerBridgeIPv4.Masked())
+	if err := v.nft(v.Instance, ruleset); err != nil {
+		return 0, netip.Addr{}, fmt.Errorf("vpcsim: Docker-like DNAT: %w", err)
+	}
+	v.logf("vpcsim: Docker-like bridge docker0 %s, container %s, published port %d", DockerBridgeIPv4, DockerContainer, DockerHostPort)
+	return DockerHostPort, DockerContainer, nil
+}
+
+// ProbePublishedPort connects from inside the instance to its primary IPv4
+// address on the published port and checks that the container answers.
+func (v *VPC) ProbePublishedPort(ctx context.Context) error {
+	v.mu.Lock()
+	haveContainer := v.container != nil
+	v.mu.Unlock()
+	if !haveContainer {
+		return errors.New("vpcsim: no Docker-like bridge (call AddDockerLikeBridge)")
+	}
+	primary := v.PrimaryIPv4()
+	if !primary.IsValid() {
+		return errors.New("vpcsim: no primary IPv4 address (call LaunchPrimary)")
+	}
+	h, err := v.Handle(v.Instance)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := withProbeTimeout(ctx)
+	defer cancel()
+	dst := netip.AddrPortFrom(primary, DockerHostPort)
+	conn, err := dialIn(ctx, h, netip.Addr{}, dst)
+	if err != nil {
+		return fmt.Errorf("published port %s from the instance: %w", dst, err)
+	}
+	defer conn.Close()
+	deadline := time.Now().Add(ProbeTimeout)
+	if dl, ok := ctx.Deadline(); ok {
+		deadline = dl
+	}
+	_ = conn.SetDeadline(deadline)
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil {
+		return fmt.Errorf("published port %s: connected but the container did not answer: %w", dst, err)
+	}
+	if _, err := netip.ParseAddr(strings.TrimSpace(line)); err != nil {
+		return fmt.Errorf("published port %s: unexpected answer %q", dst, line)
+	}
+	return nil
+}

@@ -1,0 +1,358 @@
+package vpcsim
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ec2net/ec2net/agent/imds/fakeimds"
+	"github.com/ec2net/ec2net/netconf/nsutil"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// ProbeTimeout bounds a probe whose context has no deadline. Passing
+// probes take a few milliseconds; a failing one costs its whole timeout.
+const ProbeTimeout = time.Second
+
+// ProbeResult is what a passing probe observed.
+type ProbeResult struct {
+	// SeenSource is the source address the far end saw.
+	SeenSource netip.Addr
+	Latency    time.Duration
+}
+
+func withProbeTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, ProbeTimeout)
+}
+
+// startIMDS starts the fake IMDS on 169.254.169.254:80 and
+// [fd00:ec2::254]:80 on the router's lo.
+func (v *VPC) startIMDS() error {
+	if err := addAddrs(v.router, "lo", hostPrefix(IMDSAddr), hostPrefix(IMDSAddrIPv6)); err != nil {
+		return err
+	}
+	v.IMDS = fakeimds.New()
+	for _, a := range []netip.Addr{IMDSAddr, IMDSAddrIPv6} {
+		if _, err := v.IMDS.StartInNetNS(v.Router, netip.AddrPortFrom(a, 80).String()); err != nil {
+			return fmt.Errorf("vpcsim: start IMDS: %w", err)
+		}
+	}
+	return nil
+}
+
+// IMDSAddrIPv6 is IMDS's IPv6 address (Nitro instances), also served.
+var IMDSAddrIPv6 = netip.MustParseAddr("fd00:ec2::254")
+
+// dialIn connects from namespace h, bound to src when valid.
+func dialIn(ctx context.Context, h netns.NsHandle, src netip.Addr, dst netip.AddrPort) (net.Conn, error) {
+	d := net.Dialer{}
+	if src.IsValid() {
+		d.LocalAddr = &net.TCPAddr{IP: net.IP(src.AsSlice())}
+	}
+	var conn net.Conn
+	// The socket is created on the locked thread, hence in h; it stays
+	// there after the thread switches back.
+	err := nsutil.Do(h, func() error {
+		var err error
+		conn, err = d.DialContext(ctx, "tcp", dst.String())
+		return err
+	})
+	return conn, err
+}
+
+// waitUsable returns once a is assigned in namespace h and usable as a
+// source (not tentative, as IPv6 addresses are during duplicate address
+// detection or before the kernel has seen the link's carrier), or fails
+// at once when a is not assigned at all.
+func waitUsable(ctx context.Context, h netns.NsHandle, a netip.Addr) error {
+	if !a.IsValid() {
+		return nil
+	}
+	nl, err := netlink.NewHandleAt(h)
+	if err != nil {
+		return err
+	}
+	defer nl.Close()
+	for {
+		addrs, err := nl.AddrList(nil, netlink.FAMILY_ALL)
+		if err != nil {
+			return err
+		}
+		found, tentative := false, false
+		for _, x := range addrs {
+			if xa, ok := netip.AddrFromSlice(x.IP); ok && xa.Unmap() == a {
+				found = true
+				tentative = x.Flags&unix.IFA_F_TENTATIVE != 0
+			}
+		}
+		switch {
+		case !found:
+			return fmt.Errorf("%s is not assigned in the instance", a)
+		case !tentative:
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s stayed tentative (duplicate address detection or no carrier): %w", a, ctx.Err())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// remoteFor picks the remote address of src's family.
+func (v *VPC) remoteFor(src netip.Addr) netip.Addr {
+	if src.Is4() {
+		return v.RemoteIPv4
+	}
+	return v.RemoteIPv6
+}
+
+// ProbeTCP connects from the instance, bound to src, to the remote host's
+// echo listener and returns the source address the remote host saw.
+func (v *VPC) ProbeTCP(ctx context.Context, src netip.Addr) (ProbeResult, error) {
+	h, err := v.Handle(v.Instance)
+	if err != nil {
+		return ProbeResult{}, err
+	}
+	ctx, cancel := withProbeTimeout(ctx)
+	defer cancel()
+	dst := netip.AddrPortFrom(v.remoteFor(src.Unmap()), EchoPort)
+	start := time.Now()
+	if err := waitUsable(ctx, h, src.Unmap()); err != nil {
+		return ProbeResult{}, fmt.Errorf("TCP %s -> %s: %w", src, dst, err)
+	}
+	conn, err := dialIn(ctx, h, src.Unmap(), dst)
+	if err != nil {
+		return ProbeResult{}, fmt.Errorf("TCP %s -> %s (instance to remote): %w", src, dst, err)
+	}
+	defer conn.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil {
+		return ProbeResult{}, fmt.Errorf("TCP %s -> %s: connected but no echo: %w", src, dst, err)
+	}
+	seen, err := netip.ParseAddr(strings.TrimSpace(line))
+	if err != nil {
+		return ProbeResult{}, fmt.Errorf("TCP %s -> %s: bad echo %q", src, dst, line)
+	}
+	return ProbeResult{SeenSource: seen, Latency: time.Since(start)}, nil
+}
+
+// ProbeInbound connects from the remote host to dst:port in the instance
+// (a listener bound to dst for the probe) and returns the source address
+// the instance saw.
+func (v *VPC) ProbeInbound(ctx context.Context, dst netip.Addr) (ProbeResult, error) {
+	ih, err := v.Handle(v.Instance)
+	if err != nil {
+		return ProbeResult{}, err
+	}
+	rh, err := v.Handle(v.Remote)
+	if err != nil {
+		return ProbeResult{}, err
+	}
+	ctx, cancel := withProbeTimeout(ctx)
+	defer cancel()
+	dst = dst.Unmap()
+	if err := waitUsable(ctx, ih, dst); err != nil {
+		return ProbeResult{}, fmt.Errorf("inbound to %s: %w", dst, err)
+	}
+	var ln net.Listener
+	err = nsutil.Do(ih, func() error {
+		var err error
+		ln, err = net.Listen("tcp", netip.AddrPortFrom(dst, 0).String())
+		return err
+	})
+	if err != nil {
+		return ProbeResult{}, fmt.Errorf("inbound to %s: listen in the instance (is %s assigned and not tentative?): %w", dst, dst, err)
+	}
+	defer ln.Close()
+	port := ln.Addr().(*net.TCPAddr).Port
+	seenc := make(chan netip.Addr, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			close(seenc)
+			return
+		}
+		defer c.Close()
+		seen := c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr().Unmap()
+		fmt.Fprintf(c, "%s\n", seen)
+		seenc <- seen
+	}()
+	target := netip.AddrPortFrom(dst, uint16(port))
+	start := time.Now()
+	conn, err := dialIn(ctx, rh, netip.Addr{}, target)
+	if err != nil {
+		return ProbeResult{}, fmt.Errorf("TCP remote -> %s (inbound): %w", target, err)
+	}
+	defer conn.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	if _, err := bufio.NewReader(conn).ReadString('\n'); err != nil {
+		return ProbeResult{}, fmt.Errorf("TCP remote -> %s: connected but no answer: %w", target, err)
+	}
+	select {
+	case seen, ok := <-seenc:
+		if !ok {
+			return ProbeResult{}, fmt.Errorf("TCP remote -> %s: the instance's listener failed", target)
+		}
+		return ProbeResult{SeenSource: seen, Latency: time.Since(start)}, nil
+	case <-ctx.Done():
+		return ProbeResult{}, fmt.Errorf("TCP remote -> %s: %w", target, ctx.Err())
+	}
+}
+
+// ProbeICMP pings the remote host once from the instance with source src.
+func (v *VPC) ProbeICMP(ctx context.Context, src netip.Addr) error {
+	h, err := v.Handle(v.Instance)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := withProbeTimeout(ctx)
+	defer cancel()
+	wait := ProbeTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		wait = time.Until(dl)
+	}
+	if wait < 10*time.Millisecond {
+		return fmt.Errorf("ICMP %s: no time left", src)
+	}
+	src = src.Unmap()
+	dst := v.remoteFor(src)
+	if err := waitUsable(ctx, h, src); err != nil {
+		return fmt.Errorf("ICMP %s -> %s: %w", src, dst, err)
+	}
+	secs := strconv.FormatFloat(wait.Seconds(), 'f', 3, 64)
+	if _, err := execIn(ctx, h, nil, "ping", "-n", "-q", "-c", "1", "-W", secs, "-I", src.String(), dst.String()); err != nil {
+		return fmt.Errorf("ICMP %s -> %s (instance to remote): %w", src, dst, err)
+	}
+	return nil
+}
+
+// ProbeIMDS asks the fake IMDS for a session token from inside the
+// instance, as every IMDSv2 client does first.
+func (v *VPC) ProbeIMDS(ctx context.Context) error {
+	return v.probeIMDSAt(ctx, IMDSAddr)
+}
+
+// ProbeIMDSIPv6 is ProbeIMDS over IPv6 (fd00:ec2::254).
+func (v *VPC) ProbeIMDSIPv6(ctx context.Context) error {
+	return v.probeIMDSAt(ctx, IMDSAddrIPv6)
+}
+
+func (v *VPC) probeIMDSAt(ctx context.Context, addr netip.Addr) error {
+	h, err := v.Handle(v.Instance)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := withProbeTimeout(ctx)
+	defer cancel()
+	tr := &http.Transport{
+		DisableKeepAlives: true,
+		DialContext: func(ctx context.Context, _, address string) (net.Conn, error) {
+			ap, err := netip.ParseAddrPort(address)
+			if err != nil {
+				return nil, err
+			}
+			return dialIn(ctx, h, netip.Addr{}, ap)
+		},
+	}
+	defer tr.CloseIdleConnections()
+	url := "http://" + netip.AddrPortFrom(addr, 80).String() + "/latest/api/token"
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, url, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set(fakeimds.TokenTTLHeader, "60")
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		return fmt.Errorf("IMDS from the instance: %w", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode != http.StatusOK || len(body) == 0 {
+		return fmt.Errorf("IMDS from the instance: PUT %s: %s", url, resp.Status)
+	}
+	return nil
+}
+
+// echoServer accepts TCP connections and writes back the client's address
+// as it saw it, one line.
+type echoServer struct {
+	ln   net.Listener
+	wg   sync.WaitGroup
+	mu   sync.Mutex
+	seen []netip.Addr
+}
+
+func startEcho(h netns.NsHandle, port int) (*echoServer, error) {
+	var ln net.Listener
+	err := nsutil.Do(h, func() error {
+		var err error
+		ln, err = net.Listen("tcp", fmt.Sprintf("[::]:%d", port)) // dual-stack
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	s := &echoServer{ln: ln}
+	s.wg.Add(1)
+	go s.serve()
+	return s, nil
+}
+
+func (s *echoServer) serve() {
+	defer s.wg.Done()
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		seen := c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr().Unmap()
+		s.mu.Lock()
+		s.seen = append(s.seen, seen)
+		s.mu.Unlock()
+		_ = c.SetDeadline(time.Now().Add(ProbeTimeout))
+		fmt.Fprintf(c, "%s\n", seen)
+		c.Close()
+	}
+}
+
+func (s *echoServer) close() {
+	s.ln.Close()
+	s.wg.Wait()
+}
+
+// RemoteSeen returns the source address of every connection the remote
+// host's echo listener accepted, oldest first.
+func (v *VPC) RemoteSeen() []netip.Addr {
+	v.mu.Lock()
+	e := v.echo
+	v.mu.Unlock()
+	if e == nil {
+		return nil
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]netip.Addr(nil), e.seen...)
+}
