@@ -356,3 +356,57 @@ func (v *VPC) RemoteSeen() []netip.Addr {
 	defer e.mu.Unlock()
 	return append([]netip.Addr(nil), e.seen...)
 }
+
+// AddrReport is the outcome of every probe for one instance address.
+type AddrReport struct {
+	Addr    netip.Addr
+	Out     ProbeResult // TCP instance -> remote, bound to Addr
+	OutErr  error
+	In      ProbeResult // TCP remote -> Addr
+	InErr   error
+	ICMPErr error // ping remote from Addr
+}
+
+// OK says every probe passed and each end saw the right address.
+func (r AddrReport) OK() bool {
+	return r.OutErr == nil && r.InErr == nil && r.ICMPErr == nil && r.Out.SeenSource == r.Addr
+}
+
+// Failed says every probe failed: what the source/destination check does
+// to an address the instance routes out of the wrong ENI.
+func (r AddrReport) Failed() bool {
+	return r.OutErr != nil && r.InErr != nil && r.ICMPErr != nil
+}
+
+// String is one line for logs and the demo.
+func (r AddrReport) String() string {
+	word := func(err error) string {
+		if err == nil {
+			return "ok"
+		}
+		return "FAIL"
+	}
+	out := word(r.OutErr)
+	if r.OutErr == nil {
+		out += " (remote saw " + r.Out.SeenSource.String() + ")"
+	}
+	return fmt.Sprintf("%-26s tcp-out %-36s tcp-in %-4s icmp %s", r.Addr, out, word(r.InErr), word(r.ICMPErr))
+}
+
+// ProbeAddrs runs ProbeTCP, ProbeInbound and ProbeICMP for every address
+// at once (a failing probe costs its whole timeout, so they run in
+// parallel) and returns one report per address, in the order given.
+func (v *VPC) ProbeAddrs(ctx context.Context, addrs ...netip.Addr) []AddrReport {
+	reports := make([]AddrReport, len(addrs))
+	var wg sync.WaitGroup
+	for i, a := range addrs {
+		reports[i].Addr = a.Unmap()
+		r := &reports[i]
+		wg.Add(3)
+		go func() { defer wg.Done(); r.Out, r.OutErr = v.ProbeTCP(ctx, r.Addr) }()
+		go func() { defer wg.Done(); r.In, r.InErr = v.ProbeInbound(ctx, r.Addr) }()
+		go func() { defer wg.Done(); r.ICMPErr = v.ProbeICMP(ctx, r.Addr) }()
+	}
+	wg.Wait()
+	return reports
+}

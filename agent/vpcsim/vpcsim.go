@@ -310,15 +310,40 @@ func (v *VPC) Exec(ns string, argv ...string) (string, error) {
 
 // ExecContext is Exec bounded by ctx.
 func (v *VPC) ExecContext(ctx context.Context, ns string, argv ...string) (string, error) {
-	h, err := v.Handle(ns)
+	cmd, err := v.CommandContext(ctx, ns, argv...)
 	if err != nil {
 		return "", err
 	}
-	return execIn(ctx, h, nil, argv...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("%s (in %s): %w: %s", strings.Join(argv, " "), ns, err, strings.TrimSpace(string(out)))
+	}
+	return string(out), nil
+}
+
+// Command prepares argv to run inside namespace ns as `ip netns exec`
+// does: in the namespace's network stack and with /sys showing that
+// namespace's links (ec2net reads /sys/class/net). The caller sets
+// stdio, starts and waits as with any exec.Cmd (e.g. for a daemon).
+func (v *VPC) Command(ns string, argv ...string) (*exec.Cmd, error) {
+	return v.CommandContext(context.Background(), ns, argv...)
+}
+
+// CommandContext is Command with a context that kills the process.
+func (v *VPC) CommandContext(ctx context.Context, ns string, argv ...string) (*exec.Cmd, error) {
+	if _, err := v.Handle(ns); err != nil {
+		return nil, err
+	}
+	if len(argv) == 0 {
+		return nil, errors.New("vpcsim: empty command")
+	}
+	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns}, argv...)...), nil
 }
 
 // execIn starts argv from a thread switched into h: the child inherits the
-// thread's network namespace (and nothing else changes for it).
+// thread's network namespace (and nothing else changes for it, so /sys is
+// still the caller's: fine for nft, bridge and ping, which use netlink
+// and sockets only). Cheaper than `ip netns exec`.
 func execIn(ctx context.Context, h netns.NsHandle, stdin *strings.Reader, argv ...string) (string, error) {
 	if len(argv) == 0 {
 		return "", errors.New("vpcsim: empty command")
