@@ -1,0 +1,156 @@
+package packaging
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ec2net/ec2net/netconf/nsutil"
+)
+
+// machine is a Debian root booted with systemd-nspawn --boot: a real
+// systemd as PID 1 of its own PID namespace, driven with
+// nsenter -t <its init> -a. It lives in a network namespace the test made
+// (the simulated instance), never the host's.
+type machine struct {
+	t      testing.TB
+	root   string // host path of its root directory
+	cmd    *exec.Cmd
+	init   int // host PID of its systemd
+	exited chan struct{}
+
+	mu  sync.Mutex
+	log bytes.Buffer // nspawn's output (the passive console)
+}
+
+// bootMachine boots root inside the network namespace /run/netns/<netnsName>
+// and waits until systemd reports running (or degraded). CAP_NET_ADMIN is
+// added to nspawn's default capability set so the service can configure
+// the instance namespace, as it would on a real instance. Powered off when
+// the test ends.
+func bootMachine(t testing.TB, root, netnsName string) *machine {
+	t.Helper()
+	start := time.Now()
+	name := nsutil.UniqueName("ec2net-m")
+	m := &machine{t: t, root: root, exited: make(chan struct{})}
+	m.cmd = exec.Command("systemd-nspawn",
+		"--directory="+root, "--boot", "--machine="+name,
+		"--register=no", "--keep-unit", "--console=passive",
+		"--network-namespace-path=/run/netns/"+netnsName,
+		"--capability=CAP_NET_ADMIN",
+	)
+	m.cmd.Stdout, m.cmd.Stderr = m, m
+	// Its own process group, so that nothing aimed at the test's group
+	// reaches it; it is stopped by PID below.
+	m.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := m.cmd.Start(); err != nil {
+		t.Fatalf("systemd-nspawn: %v", err)
+	}
+	go func() {
+		_ = m.cmd.Wait()
+		close(m.exited)
+	}()
+	t.Cleanup(m.powerOff)
+
+	// systemd is nspawn's only child.
+	waitFor(t, 10*time.Second, "the container's init process", func() (bool, string) {
+		select {
+		case <-m.exited:
+			t.Fatalf("systemd-nspawn exited during boot:\n%s", m.output())
+		default:
+		}
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", m.cmd.Process.Pid, m.cmd.Process.Pid))
+		if err != nil {
+			return false, err.Error()
+		}
+		f := strings.Fields(string(data))
+		if len(f) == 0 {
+			return false, "no child yet"
+		}
+		m.init, err = strconv.Atoi(f[0])
+		return err == nil, string(data)
+	})
+	waitFor(t, 30*time.Second, "systemd in the container to finish booting", func() (bool, string) {
+		out, _ := m.exec("systemctl is-system-running")
+		state := strings.TrimSpace(out)
+		return state == "running" || state == "degraded", state
+	})
+	if out, _ := m.exec("systemctl is-system-running"); strings.TrimSpace(out) == "degraded" {
+		failed, _ := m.exec("systemctl --failed --no-legend")
+		t.Logf("container booted degraded; failed units:\n%s", failed)
+	}
+	t.Logf("booted systemd (%s) in namespace %s in %v",
+		strings.TrimSpace(m.mustExec("systemctl --version | head -n1")), netnsName, time.Since(start).Round(time.Millisecond))
+	return m
+}
+
+func (m *machine) Write(p []byte) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.log.Write(p)
+}
+
+func (m *machine) output() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.log.String()
+}
+
+// exec runs a shell script inside the container (all its namespaces, its
+// root) with a clean environment, and returns its combined output.
+func (m *machine) exec(script string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "nsenter", "-t", strconv.Itoa(m.init), "-a",
+		"/usr/bin/env", "-i", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"LANG=C.UTF-8", "DEBIAN_FRONTEND=noninteractive", "SYSTEMD_PAGER=", "SYSTEMD_COLORS=0",
+		"/bin/sh", "-c", script)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		err = fmt.Errorf("in container: %s: %w\n%s", script, err, out)
+	}
+	return string(out), err
+}
+
+func (m *machine) mustExec(script string) string {
+	m.t.Helper()
+	out, err := m.exec(script)
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	return out
+}
+
+// unitProperty reads one property of a unit (systemctl show -P).
+func (m *machine) unitProperty(unit, prop string) string {
+	m.t.Helper()
+	return strings.TrimSpace(m.mustExec("systemctl show -P " + prop + " " + unit))
+}
+
+// powerOff asks nspawn to shut the container down (SIGTERM makes it send
+// systemd the poweroff signal), and kills it if that takes too long.
+func (m *machine) powerOff() {
+	select {
+	case <-m.exited:
+		return
+	default:
+	}
+	start := time.Now()
+	_ = m.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-m.exited:
+		m.t.Logf("container powered off in %v", time.Since(start).Round(time.Millisecond))
+	case <-time.After(20 * time.Second):
+		m.t.Errorf("container did not power off within 20 s; killing it")
+		_ = m.cmd.Process.Kill()
+		<-m.exited
+	}
+}
