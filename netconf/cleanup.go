@@ -9,6 +9,7 @@ import (
 	"github.com/ec2net/ec2net/agent/config"
 	"github.com/ec2net/ec2net/agent/imds"
 	"github.com/ec2net/ec2net/netconf/plan"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -27,6 +28,12 @@ func (r *Reconciler) Cleanup() (*Result, error) {
 	}
 	p := &pass{k: k, st: &plan.State{}, state: r.state.clone(), results: map[string]*ENIResult{},
 		tableOwner: map[int]string{}, localOwner: map[netip.Prefix]string{}, eniByMAC: map[string]*plan.ENI{}}
+	if err := r.readOwnedRoutes(k); err != nil {
+		return nil, err
+	}
+	if err := r.readTables(k, r.interestingTables(k, p.state)); err != nil {
+		return nil, err
+	}
 	for mac, se := range p.state.ENIs {
 		if se.Table != 0 {
 			p.tableOwner[se.Table] = mac
@@ -78,7 +85,7 @@ func (r *Reconciler) Cleanup() (*Result, error) {
 				se.Addrs = removeString(se.Addrs, s)
 				continue
 			}
-			idx, na, mac, s := l.Index, ka.nl, mac, s
+			idx, na, mac, s := l.Index, netlink.Addr{IPNet: ipNet(ka.prefix)}, mac, s
 			p.add(Change{Op: "del", Kind: "addr", MAC: mac, Link: l.Name, phase: phaseDelAddr,
 				Text: addrText("del", ka.prefix, l.Name, false, false),
 				run: func(r *Reconciler) error {
@@ -126,7 +133,7 @@ type ENIStatus struct {
 func (r *Reconciler) Status(snap *imds.Snapshot, cfg config.Config) ([]ENIStatus, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	p, err := r.compute(snap, cfg)
+	p, err := r.compute(snap, cfg, true)
 	if err != nil {
 		return nil, err
 	}

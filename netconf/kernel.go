@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sort"
 	"strings"
 
 	"github.com/ec2net/ec2net/netconf/plan"
@@ -26,7 +27,6 @@ type kernel struct {
 type kAddr struct {
 	prefix netip.Prefix
 	flags  int
-	nl     netlink.Addr
 }
 
 type kRoute struct {
@@ -47,14 +47,14 @@ type kRoute struct {
 }
 
 type kRule struct {
-	family   int
-	prio     int
-	src      netip.Prefix // invalid: from all
-	table    int
-	proto    int
-	simple   bool // only from/lookup/pref: no other selector, action "to table"
-	nl       netlink.Rule
-	consumed bool
+	family    int
+	prio      int
+	src       netip.Prefix // invalid: from all
+	table     int
+	proto     int
+	simple    bool   // only from/lookup/pref: no other selector, action "to table"
+	selectors string // the other selectors, iproute2-like, when not simple
+	consumed  bool
 }
 
 func addrFromIP(ip net.IP) netip.Addr {
@@ -119,47 +119,63 @@ func (r *Reconciler) read(driverFor map[string]bool) (*kernel, error) {
 		}
 	}
 
-	addrs, err := r.h.AddrList(nil, netlink.FAMILY_ALL)
-	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
+	if err := r.raw.dumpAddrs(k); err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
 		return nil, fmt.Errorf("list addresses: %w", err)
 	}
-	for _, a := range addrs {
-		p := prefixFromIPNet(a.IPNet)
-		if !p.IsValid() {
-			continue
-		}
-		k.addrs[a.LinkIndex] = append(k.addrs[a.LinkIndex], kAddr{prefix: p, flags: a.Flags, nl: a})
+	if err := r.raw.dumpRules(k); err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
+		return nil, fmt.Errorf("list rules: %w", err)
 	}
+	return k, nil
+}
 
-	err = r.h.RouteListFilteredIter(netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE,
+// readOwnedRoutes dumps every route carrying Protocol, in any table,
+// filtered by the kernel (strict checking) rather than by us: a full dump
+// would drag the local table (a route per address, thousands on a busy
+// instance) through userspace on every pass.
+func (r *Reconciler) readOwnedRoutes(k *kernel) error {
+	err := r.hs.RouteListFilteredIter(netlink.FAMILY_ALL,
+		&netlink.Route{Table: unix.RT_TABLE_UNSPEC, Protocol: Protocol}, netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PROTOCOL,
 		func(rt netlink.Route) bool {
-			kr, keep := routeOf(rt)
-			if keep {
+			if kr, keep := routeOf(rt); keep && kr.proto == Protocol {
 				k.routes = append(k.routes, kr)
 			}
 			return true
 		})
 	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
-		return nil, fmt.Errorf("list routes: %w", err)
+		return fmt.Errorf("list routes: %w", err)
 	}
+	return nil
+}
 
-	rules, err := r.h.RuleList(netlink.FAMILY_ALL)
-	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
-		return nil, fmt.Errorf("list rules: %w", err)
+// readTables adds the foreign routes of the given tables (one dump each,
+// filtered by the kernel).
+func (r *Reconciler) readTables(k *kernel, tables map[int]bool) error {
+	ts := make([]int, 0, len(tables))
+	for t := range tables {
+		ts = append(ts, t)
 	}
-	for _, ru := range rules {
-		kr := ruleOf(ru)
-		if kr.proto == Protocol || plan.InRange(kr.prio) || plan.InRange(kr.table) || kr.src.IsValid() {
-			k.rules = append(k.rules, kr)
+	sort.Ints(ts)
+	for _, t := range ts {
+		err := r.hs.RouteListFilteredIter(netlink.FAMILY_ALL, &netlink.Route{Table: t}, netlink.RT_FILTER_TABLE,
+			func(rt netlink.Route) bool {
+				if int(rt.Protocol) == Protocol || rt.Table != t {
+					return true // already read / not filtered by an old kernel
+				}
+				if kr, keep := routeOf(rt); keep {
+					k.routes = append(k.routes, kr)
+				}
+				return true
+			})
+		if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
+			return fmt.Errorf("list routes of table %d: %w", t, err)
 		}
 	}
-	return k, nil
+	return nil
 }
 
 // routeOf converts a dumped route and says whether the reconciler cares:
-// owned routes anywhere, every route in the per-ENI tables (to diff and to
-// report foreign ones), and local-table routes for prefixes (AnyIP
-// candidates), not the kernel's per-address local routes.
+// owned routes anywhere and every route in the per-ENI tables (to diff and
+// to report foreign ones).
 func routeOf(rt netlink.Route) (kRoute, bool) {
 	kr := kRoute{table: rt.Table, typ: rt.Type, scope: int(rt.Scope), oif: rt.LinkIndex, proto: int(rt.Protocol),
 		metric: rt.Priority, tos: rt.Tos, multi: len(rt.MultiPath) > 0, nl: rt}
@@ -176,27 +192,8 @@ func routeOf(rt netlink.Route) (kRoute, bool) {
 	switch {
 	case kr.proto == Protocol, plan.InRange(kr.table):
 		return kr, true
-	case kr.table == plan.TableLocal && kr.typ == unix.RTN_LOCAL && kr.dst.Bits() < kr.dst.Addr().BitLen():
-		return kr, true
 	}
 	return kr, false
-}
-
-func ruleOf(ru netlink.Rule) kRule {
-	kr := kRule{family: ru.Family, prio: ru.Priority, table: ru.Table, proto: int(ru.Protocol), nl: ru}
-	if kr.family == unix.AF_INET {
-		kr.family = 4
-	} else if kr.family == unix.AF_INET6 {
-		kr.family = 6
-	}
-	if ru.Src != nil {
-		kr.src = prefixFromIPNet(ru.Src)
-	}
-	kr.simple = ru.Dst == nil && ru.Mark == 0 && ru.Mask == nil && ru.Tos == 0 && ru.TunID == 0 &&
-		ru.Goto < 0 && ru.IifName == "" && ru.OifName == "" && ru.SuppressIfgroup < 0 &&
-		ru.SuppressPrefixlen < 0 && !ru.Invert && ru.Dport == nil && ru.Sport == nil &&
-		ru.IPProto == 0 && ru.UIDRange == nil && (ru.Type == 0 || ru.Type == unix.RTN_UNICAST)
-	return kr
 }
 
 // driver returns the link's driver name via the ethtool ioctl on a socket

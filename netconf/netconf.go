@@ -53,12 +53,15 @@ type Options struct {
 type Reconciler struct {
 	mu       sync.Mutex
 	h        *netlink.Handle
+	hs       *netlink.Handle // strict checking: kernel-side filtered route dumps
+	raw      *rawDumper      // address and rule dumps
 	ethFD    int
 	stateDir string
 	log      *zap.Logger
 	state    *stateFile
 	writes   int
 	reported map[string]bool // foreign objects already logged
+	readAll  bool            // a pass has read every table in use
 }
 
 // New opens a netlink handle in o.NetNS and loads the state file.
@@ -94,12 +97,34 @@ func New(o Options) (*Reconciler, error) {
 		r.log.Warn("state file unreadable, starting empty", zap.Error(err))
 		st = newState()
 	}
+	st.prune()
 	r.state = st
 	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	if err != nil {
 		return nil, fmt.Errorf("netconf: netlink handle: %w", err)
 	}
 	r.h = h
+	// A second handle with strict checking, for route dumps the kernel
+	// filters by table and protocol. The rule dump request vishvananda
+	// sends does not pass strict validation, so the main handle stays lax.
+	hs, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
+	if err != nil {
+		h.Close()
+		return nil, fmt.Errorf("netconf: netlink handle: %w", err)
+	}
+	if err := hs.SetStrictCheck(true); err != nil {
+		h.Close()
+		hs.Close()
+		return nil, fmt.Errorf("netconf: strict netlink checking: %w", err)
+	}
+	r.hs = hs
+	raw, err := newRawDumper(ns)
+	if err != nil {
+		h.Close()
+		hs.Close()
+		return nil, fmt.Errorf("netconf: netlink socket: %w", err)
+	}
+	r.raw = raw
 	// The ethtool socket must live in the namespace: ioctls resolve link
 	// names in the socket's namespace.
 	_ = nsutil.Do(ns, func() error {
@@ -118,7 +143,9 @@ func (r *Reconciler) Close() error {
 	defer r.mu.Unlock()
 	if r.h != nil {
 		r.h.Close()
-		r.h = nil
+		r.hs.Close()
+		r.raw.close()
+		r.h, r.hs, r.raw = nil, nil, nil
 	}
 	if r.ethFD >= 0 {
 		unix.Close(r.ethFD)
@@ -229,7 +256,7 @@ var ErrForeignInTheWay = errors.New("a foreign route is in the way")
 func (r *Reconciler) Plan(snap *imds.Snapshot, cfg config.Config) (*Plan, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	p, err := r.compute(snap, cfg)
+	p, err := r.compute(snap, cfg, true)
 	if err != nil {
 		return nil, err
 	}
@@ -242,7 +269,7 @@ func (r *Reconciler) Plan(snap *imds.Snapshot, cfg config.Config) (*Plan, error)
 func (r *Reconciler) Apply(snap *imds.Snapshot, cfg config.Config) (*Result, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	p, err := r.compute(snap, cfg)
+	p, err := r.compute(snap, cfg, false)
 	if err != nil {
 		return nil, err
 	}
@@ -287,13 +314,13 @@ func (r *Reconciler) execute(p *pass) (*Result, error) {
 
 // commitState writes the state file when it changed.
 func (r *Reconciler) commitState(s *stateFile) error {
+	s.prune()
+	if s.equal(r.state) {
+		return nil
+	}
 	nb, err := s.encode()
 	if err != nil {
 		return err
-	}
-	ob, _ := r.state.clone().encode()
-	if string(nb) == string(ob) {
-		return nil
 	}
 	if err := saveState(r.stateDir, nb); err != nil {
 		return fmt.Errorf("netconf: write state: %w", err)
@@ -319,6 +346,7 @@ type pass struct {
 	localOwner map[netip.Prefix]string
 	eniByMAC   map[string]*plan.ENI
 	ambiguous  bool // an ENI is held whose table is not recorded
+	rulesByKey map[ruleKey][]int
 }
 
 func (p *pass) result(mac string) *ENIResult {
@@ -363,7 +391,7 @@ const (
 	phaseAddRule
 )
 
-func (r *Reconciler) compute(snap *imds.Snapshot, cfg config.Config) (*pass, error) {
+func (r *Reconciler) compute(snap *imds.Snapshot, cfg config.Config, thorough bool) (*pass, error) {
 	if r.h == nil {
 		return nil, errors.New("netconf: reconciler closed")
 	}
@@ -383,6 +411,31 @@ func (r *Reconciler) compute(snap *imds.Snapshot, cfg config.Config) (*pass, err
 	}
 	p := &pass{k: k, st: st, state: r.state.clone(), results: map[string]*ENIResult{},
 		tableOwner: map[int]string{}, localOwner: map[netip.Prefix]string{}, eniByMAC: map[string]*plan.ENI{}}
+	if err := r.readOwnedRoutes(k); err != nil {
+		return nil, fmt.Errorf("netconf: read kernel: %w", err)
+	}
+	// Foreign routes are read table by table, only where they matter:
+	// tables recorded or used by rules in our range (to report them), and
+	// tables where a desired route is not already there as ours (a
+	// foreign route may be in its way). Plan and Status, and the first
+	// pass of a process, read every table ec2net uses so that foreign
+	// routes are reported and logged once.
+	tables := r.interestingTables(k, p.state)
+	for i := range st.ENIs {
+		e := &st.ENIs[i]
+		if e.Table == 0 {
+			continue
+		}
+		if thorough || !r.readAll || !ownedSatisfy(k, e) {
+			tables[e.Table] = true
+		} else {
+			delete(tables, e.Table)
+		}
+	}
+	if err := r.readTables(k, tables); err != nil {
+		return nil, fmt.Errorf("netconf: read kernel: %w", err)
+	}
+	r.readAll = true
 	r.diff(p)
 	sort.SliceStable(p.changes, func(i, j int) bool { return p.changes[i].phase < p.changes[j].phase })
 	for _, f := range p.foreign {
@@ -392,6 +445,45 @@ func (r *Reconciler) compute(snap *imds.Snapshot, cfg config.Config) (*pass, err
 		}
 	}
 	return p, nil
+}
+
+// interestingTables are the per-ENI tables whose routes are read in full:
+// those recorded in the state and those rules in or into our range use.
+func (r *Reconciler) interestingTables(k *kernel, s *stateFile) map[int]bool {
+	tables := map[int]bool{}
+	for _, se := range s.ENIs {
+		if se.Table != 0 {
+			tables[se.Table] = true
+		}
+	}
+	for i := range k.rules {
+		if t := k.rules[i].table; plan.InRange(t) {
+			tables[t] = true
+		}
+	}
+	return tables
+}
+
+// ownedSatisfy reports whether every desired route of e is already in the
+// kernel as ec2net's own.
+func ownedSatisfy(k *kernel, e *plan.ENI) bool {
+	if e.Disposition != plan.Configure || e.Link == nil {
+		return true
+	}
+	for _, rt := range e.Routes {
+		found := false
+		for i := range k.routes {
+			kr := &k.routes[i]
+			if kr.table == rt.Table && kr.dst == rt.Dst && kr.metric == desiredMetric(rt) && kr.tos == 0 && routeEqual(kr, rt) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
 }
 
 // removable reports whether owned objects attributed to mac that are not
@@ -675,14 +767,33 @@ func nlRoute(rt plan.Route) *netlink.Route {
 	return n
 }
 
+// ruleKey is what makes a simple rule equal to a desired one.
+type ruleKey struct {
+	family, prio, table int
+	src                 netip.Prefix
+}
+
+func (p *pass) ruleIndex() map[ruleKey][]int {
+	if p.rulesByKey == nil {
+		p.rulesByKey = map[ruleKey][]int{}
+		for i := range p.k.rules {
+			kr := &p.k.rules[i]
+			if kr.simple {
+				key := ruleKey{kr.family, kr.prio, kr.table, kr.src}
+				p.rulesByKey[key] = append(p.rulesByKey[key], i)
+			}
+		}
+	}
+	return p.rulesByKey
+}
+
 func (r *Reconciler) diffRules(p *pass, e *plan.ENI) {
-	k := p.k
+	idx := p.ruleIndex()
 	for _, ru := range e.Rules {
 		fam := ru.Family()
 		found := false
-		for i := range k.rules {
-			kr := &k.rules[i]
-			if !kr.consumed && kr.simple && kr.family == fam && kr.prio == ru.Priority && kr.table == ru.Table && kr.src == ru.Src {
+		for _, i := range idx[ruleKey{fam, ru.Priority, ru.Table, ru.Src}] {
+			if kr := &p.k.rules[i]; !kr.consumed {
 				kr.consumed = true
 				found = true
 				break
@@ -840,7 +951,7 @@ func (r *Reconciler) removeAddrs(p *pass) {
 			if want[ip] || !removable {
 				continue
 			}
-			idx, na, mac, s := l.Index, ka.nl, mac, s
+			idx, na, mac, s := l.Index, netlink.Addr{IPNet: ipNet(ka.prefix)}, mac, s
 			p.add(Change{Op: "del", Kind: "addr", MAC: mac, Link: l.Name, phase: phaseDelAddr,
 				Text: addrText("del", ka.prefix, l.Name, false, false),
 				run: func(r *Reconciler) error {

@@ -109,6 +109,7 @@ func TestForeignSurvive(t *testing.T) {
 	foreign := [][]string{
 		{"route", "add", "100.127.0.0/16", "via", "100.127.9.1", "table", "10001", "proto", "static"},
 		{"route", "add", "100.126.0.0/16", "dev", "eth9", "table", "10002"},
+		{"rule", "add", "from", "100.127.9.12", "lookup", "10002", "pref", "9998"},
 		{"rule", "add", "from", "100.127.9.9", "lookup", "10001", "pref", "10001", "proto", "static"},
 		{"rule", "add", "from", "100.127.9.10", "lookup", "100", "pref", "9999"},
 		{"rule", "add", "from", "100.127.9.11", "lookup", "100", "pref", "10500"},
@@ -128,8 +129,11 @@ func TestForeignSurvive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(p.Foreign) != 7 {
+	if len(p.Foreign) != 8 {
 		t.Errorf("foreign reported: %d\n%s", len(p.Foreign), strings.Join(p.Foreign, "\n"))
+	}
+	if !strings.Contains(p.String(), "# foreign, left alone: ip -4 rule from all lookup 10001 pref 10001 proto unspec fwmark 0x1/0xffffffff") {
+		t.Errorf("plan does not show the fwmark rule:\n%s", p)
 	}
 	mustApply(t, r, snap(primary(), secondary()), cfg())
 	after := b.ip("rule", "show") + b.ip("-6", "rule", "show")

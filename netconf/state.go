@@ -87,13 +87,43 @@ func (s *stateFile) clone() *stateFile {
 	return c
 }
 
-func (s *stateFile) encode() ([]byte, error) {
-	// Drop entries that no longer record anything.
+// equal compares two pruned states (nil and empty lists alike).
+func (s *stateFile) equal(o *stateFile) bool {
+	if len(s.ENIs) != len(o.ENIs) {
+		return false
+	}
+	for mac, a := range s.ENIs {
+		b := o.ENIs[mac]
+		if b == nil || a.ENIID != b.ENIID || a.Table != b.Table || !sameStrings(a.Addrs, b.Addrs) || !sameStrings(a.Local, b.Local) {
+			return false
+		}
+	}
+	return true
+}
+
+func sameStrings(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// prune drops entries that no longer record anything.
+func (s *stateFile) prune() {
 	for mac, e := range s.ENIs {
 		if len(e.Addrs) == 0 && len(e.Local) == 0 && e.Table == 0 {
 			delete(s.ENIs, mac)
 		}
 	}
+}
+
+func (s *stateFile) encode() ([]byte, error) {
+	s.prune()
 	return json.MarshalIndent(s, "", "  ")
 }
 

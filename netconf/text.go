@@ -187,8 +187,8 @@ func (k *kernel) kRouteFields(kr *kRoute) routeFields {
 func foreignRuleText(kr *kRule) string {
 	s := ruleText("", kr.family, kr.prio, kr.src, kr.table, kr.proto)
 	s = strings.Replace(s, "rule  from", "rule from", 1)
-	if !kr.simple {
-		s += " (" + kr.nl.String() + ")"
+	if kr.selectors != "" {
+		s += " " + kr.selectors
 	}
 	return s
 }
