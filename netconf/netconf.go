@@ -346,7 +346,8 @@ type pass struct {
 	localOwner map[netip.Prefix]string
 	eniByMAC   map[string]*plan.ENI
 	ambiguous  bool // an ENI is held whose table is not recorded
-	rulesByKey map[ruleKey][]int
+	rulesByKey map[ruleKey]int
+	nextRule   []int
 }
 
 func (p *pass) result(mac string) *ENIResult {
@@ -629,7 +630,7 @@ func containsString(l []string, s string) bool {
 }
 
 func (r *Reconciler) diffAddrs(p *pass, e *plan.ENI) {
-	present := map[netip.Addr]bool{}
+	present := make(map[netip.Addr]bool, len(p.k.addrs[e.Link.Index]))
 	for _, a := range p.k.addrs[e.Link.Index] {
 		present[a.prefix.Addr()] = true
 	}
@@ -767,21 +768,43 @@ func nlRoute(rt plan.Route) *netlink.Route {
 	return n
 }
 
-// ruleKey is what makes a simple rule equal to a desired one.
+// ruleKey is what makes a simple rule equal to a desired one. Plain
+// bytes rather than netip.Prefix so that the map hashes memory, not a
+// structure with a pointer in it: thousands of rules go through it per
+// pass.
 type ruleKey struct {
-	family, prio, table int
-	src                 netip.Prefix
+	src         [16]byte
+	bits        uint8
+	family      uint8
+	prio, table int32
 }
 
-func (p *pass) ruleIndex() map[ruleKey][]int {
+func makeRuleKey(family, prio, table int, src netip.Prefix) ruleKey {
+	k := ruleKey{family: uint8(family), prio: int32(prio), table: int32(table), bits: 255}
+	if src.IsValid() {
+		k.src = src.Addr().As16()
+		k.bits = uint8(src.Bits())
+	}
+	return k
+}
+
+// ruleIndex maps a rule key to the first kernel rule with it; nextRule
+// chains duplicates.
+func (p *pass) ruleIndex() map[ruleKey]int {
 	if p.rulesByKey == nil {
-		p.rulesByKey = map[ruleKey][]int{}
-		for i := range p.k.rules {
+		p.rulesByKey = make(map[ruleKey]int, len(p.k.rules))
+		p.nextRule = make([]int, len(p.k.rules))
+		for i := len(p.k.rules) - 1; i >= 0; i-- {
 			kr := &p.k.rules[i]
-			if kr.simple {
-				key := ruleKey{kr.family, kr.prio, kr.table, kr.src}
-				p.rulesByKey[key] = append(p.rulesByKey[key], i)
+			p.nextRule[i] = -1
+			if !kr.simple {
+				continue
 			}
+			key := makeRuleKey(kr.family, kr.prio, kr.table, kr.src)
+			if j, ok := p.rulesByKey[key]; ok {
+				p.nextRule[i] = j
+			}
+			p.rulesByKey[key] = i
 		}
 	}
 	return p.rulesByKey
@@ -792,12 +815,14 @@ func (r *Reconciler) diffRules(p *pass, e *plan.ENI) {
 	for _, ru := range e.Rules {
 		fam := ru.Family()
 		found := false
-		for _, i := range idx[ruleKey{fam, ru.Priority, ru.Table, ru.Src}] {
+		i, ok := idx[makeRuleKey(fam, ru.Priority, ru.Table, ru.Src)]
+		for ok && i >= 0 {
 			if kr := &p.k.rules[i]; !kr.consumed {
 				kr.consumed = true
 				found = true
 				break
 			}
+			i = p.nextRule[i]
 		}
 		if found {
 			continue
@@ -923,13 +948,14 @@ func (r *Reconciler) removeAddrs(p *pass) {
 		if l == nil {
 			continue // link gone: handled with the orphans
 		}
-		want := map[netip.Addr]bool{}
+		var want map[netip.Addr]bool
 		if e := p.eniByMAC[mac]; e != nil && e.Disposition == plan.Configure {
+			want = make(map[netip.Addr]bool, len(e.Addrs))
 			for _, a := range e.Addrs {
 				want[a.Prefix.Addr()] = true
 			}
 		}
-		onLink := map[netip.Addr]*kAddr{}
+		onLink := make(map[netip.Addr]*kAddr, len(p.k.addrs[l.Index]))
 		for i := range p.k.addrs[l.Index] {
 			a := &p.k.addrs[l.Index][i]
 			onLink[a.prefix.Addr()] = a
