@@ -33,7 +33,7 @@ func BenchmarkDaemonIdle(b *testing.B) {
 	}()
 	wantRules := len(bed.secondaryAddrs()) + 1 // + eth2's delegated prefix
 	waitFor(b, 15*time.Second, func() bool {
-		return strings.Count(bed.ip("rule", "show", "proto", "236"), "\n") >= wantRules
+		return strings.Count(bed.ownedRules(), "proto 236") >= wantRules
 	})
 	pid := cmd.Process.Pid
 	enis := 3
