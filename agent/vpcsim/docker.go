@@ -121,6 +121,25 @@ func (v *VPC) AddDockerLikeBridge() (hostPort int, containerAddr netip.Addr, err
 	if err := cnl.RouteAdd(def); err != nil {
 		return 0, netip.Addr{}, fmt.Errorf("vpcsim: container default route: %w", err)
 	}
+	// Docker was running long before ec2net: wait until the kernel has
+	// the container's link fully up, as a booted host would.
+	if err := fastNeighRetrans(v.handles[v.Instance], "docker0"); err != nil {
+		return 0, netip.Addr{}, err
+	}
+	if err := fastNeighRetrans(ch, "eth0"); err != nil {
+		return 0, netip.Addr{}, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), linkReadyTimeout)
+	defer cancel()
+	if err := waitOperUp(ctx, cnl, "eth0"); err != nil {
+		return 0, netip.Addr{}, err
+	}
+	if err := waitOperUp(ctx, v.instance, "vethc0"); err != nil {
+		return 0, netip.Addr{}, err
+	}
+	if err := waitPortForwarding(ctx, v.handles[v.Instance], "vethc0"); err != nil {
+		return 0, netip.Addr{}, err
+	}
 	if d.echo, err = startEcho(ch, DockerContainerPort); err != nil {
 		return 0, netip.Addr{}, fmt.Errorf("vpcsim: container listener: %w", err)
 	}

@@ -292,7 +292,7 @@ func (v *VPC) LaunchPrimary(s ENISpec) error {
 		v.unplugLocked(e)
 		return err
 	}
-	if err := v.waitPortForwarding(ctx, e.port); err != nil {
+	if err := waitPortForwarding(ctx, v.handles[v.Router], e.port); err != nil {
 		v.unplugLocked(e)
 		return err
 	}

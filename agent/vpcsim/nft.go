@@ -18,8 +18,10 @@ import (
 // bridge towards a port with an IP destination outside the port's set is
 // dropped in postrouting. Hooking prerouting/postrouting (not forward)
 // covers traffic to and from the router itself as well as between ENIs of
-// one subnet. ARP, neighbour discovery and link-local IPv6 pass, or nothing
-// could resolve the gateway. Frames on other ports (the router's own
+// one subnet. ARP, neighbour discovery (whatever its addresses: Linux
+// solicits from the address of the packet that needs resolving, which may
+// be one the VPC does not know yet) and link-local IPv6 pass, as the VPC
+// answers neighbour discovery itself. Frames on other ports (the router's own
 // bridge, the remote link) are not checked.
 //
 // Each drop also records its (port, address) pair with a counter in a
@@ -38,13 +40,14 @@ const routerRuleset = `table bridge vpcsim {
 	chain prerouting {
 		type filter hook prerouting priority filter; policy accept;
 		ether type arp accept
+		icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit } accept
 		ip6 saddr fe80::/10 accept
-		ip6 saddr :: icmpv6 type nd-neighbor-solicit accept
 		iifname vmap @from_eni
 	}
 	chain postrouting {
 		type filter hook postrouting priority filter; policy accept;
 		ether type arp accept
+		icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-advert } accept
 		ip6 daddr { fe80::/10, ff00::/8 } accept
 		ip daddr { 224.0.0.0/4, 255.255.255.255 } accept
 		oifname vmap @to_eni

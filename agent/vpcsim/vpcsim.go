@@ -524,9 +524,9 @@ func waitOperUp(ctx context.Context, h *netlink.Handle, name string) error {
 	}
 }
 
-// waitPortForwarding polls until the bridge port forwards frames.
-func (v *VPC) waitPortForwarding(ctx context.Context, port string) error {
-	h := v.handles[v.Router]
+// waitPortForwarding polls until the bridge port in namespace h forwards
+// frames.
+func waitPortForwarding(ctx context.Context, h netns.NsHandle, port string) error {
 	for {
 		out, err := execIn(ctx, h, nil, "bridge", "link", "show", "dev", port)
 		if err == nil && strings.Contains(out, "state forwarding") {
