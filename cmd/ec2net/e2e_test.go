@@ -177,15 +177,28 @@ func (b *bed) assertTraffic(addrs []netip.Addr) {
 	}
 }
 
-func (b *bed) assertNoTraffic(addrs []netip.Addr) {
+// assertCheckEnforced configures each secondary ENI the way a person would
+// by hand without policy routing (address with the subnet length, link up),
+// shows that its traffic is dropped by the VPC router's source/destination
+// check, and undoes the hand configuration.
+func (b *bed) assertCheckEnforced(enis ...vpcsim.ENISpec) {
 	b.t.Helper()
-	for _, a := range addrs {
+	for _, e := range enis {
+		a := e.IPv4[0]
+		cidr := netip.PrefixFrom(a, e.SubnetIPv4.Bits()).String()
+		b.ip("addr", "add", cidr, "dev", e.Name)
+		b.ip("link", "set", e.Name, "up")
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_, err := b.vpc.ProbeTCP(ctx, a)
 		cancel()
 		if err == nil {
-			b.t.Errorf("outbound from %s passed before ec2net configured it: the simulator does not enforce the check", a)
+			b.t.Errorf("outbound from %s passed without policy routing: the simulator does not enforce the check", a)
 		}
+		if drops, _ := b.vpc.Drops(); !strings.Contains(drops, a.String()) {
+			b.t.Errorf("router dropped nothing from %s:\n%s", a, drops)
+		}
+		b.ip("addr", "del", cidr, "dev", e.Name)
+		b.ip("link", "set", e.Name, "down")
 	}
 }
 
@@ -198,7 +211,7 @@ func TestApplyWarmAttachEveryAddressCarriesTraffic(t *testing.T) {
 			for _, key := range []string{"net.ipv4.conf.all.rp_filter", "net.ipv4.conf.default.rp_filter", "net.ipv4.conf.eth0.rp_filter", "net.ipv4.conf.eth1.rp_filter", "net.ipv4.conf.eth2.rp_filter"} {
 				must(t, b.vpc.Sysctl(b.vpc.Instance, key, rp))
 			}
-			b.assertNoTraffic(b.secondaryAddrs())
+			b.assertCheckEnforced(b.eth1, b.eth2)
 			eth0Before := b.ip("-4", "addr", "show", "dev", "eth0")
 			defaultBefore := b.ip("route", "show", "default")
 
