@@ -60,25 +60,34 @@ func bootMachine(t testing.TB, root, netnsName string) *machine {
 	}()
 	t.Cleanup(m.powerOff)
 
-	// systemd is nspawn's only child.
+	// The container's systemd is the child of nspawn whose command is
+	// "systemd" (nspawn may briefly run a helper child first).
 	waitFor(t, 10*time.Second, "the container's init process", func() (bool, string) {
 		select {
 		case <-m.exited:
 			t.Fatalf("systemd-nspawn exited during boot:\n%s", m.output())
 		default:
 		}
-		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", m.cmd.Process.Pid, m.cmd.Process.Pid))
+		pid := m.cmd.Process.Pid
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
 		if err != nil {
 			return false, err.Error()
 		}
-		f := strings.Fields(string(data))
-		if len(f) == 0 {
-			return false, "no child yet"
+		for _, f := range strings.Fields(string(data)) {
+			comm, err := os.ReadFile("/proc/" + f + "/comm")
+			if err == nil && strings.TrimSpace(string(comm)) == "systemd" {
+				m.init, _ = strconv.Atoi(f)
+				return true, ""
+			}
 		}
-		m.init, err = strconv.Atoi(f[0])
-		return err == nil, string(data)
+		return false, "children of nspawn: " + string(data)
 	})
 	waitFor(t, 30*time.Second, "systemd in the container to finish booting", func() (bool, string) {
+		select {
+		case <-m.exited:
+			t.Fatalf("systemd-nspawn exited during boot:\n%s", m.output())
+		default:
+		}
 		out, _ := m.exec("systemctl is-system-running")
 		state := strings.TrimSpace(out)
 		return state == "running" || state == "degraded", state
