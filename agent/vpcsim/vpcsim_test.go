@@ -749,3 +749,32 @@ func BenchmarkProbeTCP(b *testing.B) {
 		}
 	}
 }
+
+func TestIPv6OnlySubnetAndNetworkCard(t *testing.T) {
+	v := newBed(t)
+	sub6 := prefix("2001:db8:1:3::/64")
+	if err := v.AddSubnet(netip.Prefix{}, sub6); err != nil {
+		t.Fatal(err)
+	}
+	card := 1
+	s := ENISpec{Name: "eth2", MAC: "02:00:00:00:04:00", ID: "eni-4", Device: 0, Card: &card,
+		SubnetIPv6: sub6, IPv6: []netip.Addr{addr("2001:db8:1:3::44")}}
+	if err := v.Attach(s); err != nil {
+		t.Fatal(err)
+	}
+	e, ok := v.IMDS.ENI(s.MAC)
+	if !ok || e.SubnetIPv4 != "" || len(e.SubnetIPv6) != 1 || e.NetworkCard == nil || *e.NetworkCard != 1 || len(e.IPv4) != 0 {
+		t.Fatalf("IMDS IPv6-only ENI: %+v", e)
+	}
+	a := addr("2001:db8:1:3::44")
+	if r := v.ProbeAddrs(fastCtx(t), a)[0]; !r.Failed() {
+		t.Fatalf("%s before configuration", r)
+	}
+	configureByHand(t, v, "eth2", []netip.Prefix{hostPrefix(a)}, netip.Addr{}, GatewayLinkLocal, 10100)
+	if r := v.ProbeAddrs(context.Background(), a)[0]; !r.OK() {
+		t.Fatalf("%s: %v %v %v", r, r.OutErr, r.InErr, r.ICMPErr)
+	}
+	if err := v.AssignIPv4(s.MAC, addr("100.64.3.1")); err == nil {
+		t.Fatal("assigned IPv4 in an IPv6-only subnet")
+	}
+}
