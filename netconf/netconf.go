@@ -493,20 +493,23 @@ func (p *pass) removable(mac string) bool {
 	if mac == "" {
 		return !p.ambiguous
 	}
+	if p.k.byMAC[mac] == nil {
+		// Its link is gone (detached): the kernel already dropped the
+		// link's addresses and IPv4 routes; the rules and any remaining
+		// routes are orphans whatever IMDS still says (it can list a
+		// detached ENI for a while). That is kernel evidence, not IMDS.
+		return true
+	}
 	if e := p.eniByMAC[mac]; e != nil {
 		switch e.Disposition {
-		case plan.Configure:
-			// IMDS still lists it but its link is gone (detach in
-			// progress): keep until IMDS stops listing it.
-			return e.Link != nil
-		case plan.Exclude:
+		case plan.Configure, plan.Exclude:
 			return true
 		}
 		return false
 	}
-	// Not in the snapshot: only when its link is gone too. While the link
-	// exists the daemon decides on positive evidence.
-	return p.k.byMAC[mac] == nil
+	// Not in the snapshot but its link exists: the daemon decides on
+	// positive evidence; keep it configured until the link goes.
+	return false
 }
 
 func (r *Reconciler) diff(p *pass) {

@@ -1,13 +1,29 @@
 package nsutil
-import ("testing"; "github.com/vishvananda/netlink")
+
+import (
+	"github.com/vishvananda/netlink"
+	"testing"
+)
+
 func TestNewTestNS(t *testing.T) {
 	_, h := NewTestNS(t, "ec2nt")
-	c1, err := Cookie(h); if err != nil { t.Fatal(err) }
+	c1, err := Cookie(h)
+	if err != nil {
+		t.Fatal(err)
+	}
 	cur, _ := Cookie(0)
 	_ = cur
-	hd, err := netlink.NewHandleAt(h); if err != nil { t.Fatal(err) }
+	hd, err := netlink.NewHandleAt(h)
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer hd.Close()
-	l, err := hd.LinkByName("lo"); if err != nil { t.Fatal(err) }
-	if l.Attrs().Flags&1 == 0 { t.Fatal("lo down") }
+	l, err := hd.LinkByName("lo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Attrs().Flags&1 == 0 {
+		t.Fatal("lo down")
+	}
 	t.Log(c1)
 }
