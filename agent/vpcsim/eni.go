@@ -922,3 +922,44 @@ func (v *VPC) imdsENILocked(e *eni) fakeimds.ENI {
 	}
 	return ie
 }
+
+// ConfigureWithoutPolicyRouting does in the instance what a distribution
+// without ec2net does with a secondary ENI (DHCP on every interface): link
+// up and the ENI's addresses on it (IPv4 with the subnet's length, IPv6 as
+// /128 without duplicate address detection), but no route table or rules.
+// Traffic from these addresses then leaves through the primary ENI and the
+// source/destination check drops it: the "before" picture of a demo. The
+// addresses are added without any ownership mark, as a foreign tool's
+// would be.
+func (v *VPC) ConfigureWithoutPolicyRouting(mac string) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	e, err := v.eniLocked(mac)
+	if err != nil {
+		return err
+	}
+	link, err := v.instanceLinkByMACLocked(e.hw)
+	if err != nil {
+		return err
+	}
+	if err := v.instance.LinkSetUp(link); err != nil {
+		return fmt.Errorf("vpcsim: set %s up: %w", e.Name, err)
+	}
+	var ps []netip.Prefix
+	for _, a := range e.IPv4 {
+		ps = append(ps, netip.PrefixFrom(a, e.sub.ipv4.Bits()))
+	}
+	for _, a := range e.IPv6 {
+		ps = append(ps, hostPrefix(a))
+	}
+	for _, p := range ps {
+		addr := &netlink.Addr{IPNet: ipNet(p)}
+		if p.Addr().Is6() {
+			addr.Flags = nodadFlag
+		}
+		if err := v.instance.AddrReplace(link, addr); err != nil {
+			return fmt.Errorf("vpcsim: add %s to %s: %w", p, e.Name, err)
+		}
+	}
+	return nil
+}

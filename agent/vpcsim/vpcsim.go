@@ -58,10 +58,11 @@ var (
 
 // routerIndexBase numbers the router's veth ends (uplink, then ENI ports)
 // far above the interface indexes their peers get in the other
-// namespaces. The kernel treats a veth's carrier change as urgent only
-// when its index differs from its peer's; when they are equal (both 2,
-// say) the change waits for the next linkwatch run, up to a second, and
-// until then the link drops every frame it should send.
+// namespaces. Linkwatch handles a link's carrier change at once when the
+// link's index differs from its peer's (iflink) and otherwise may batch
+// it for up to a second; distinct indexes keep the router's ends out of
+// that batch. (A precaution: the waits below are what make readiness
+// certain.)
 const routerIndexBase = 1000
 
 // EchoPort is the TCP port of the remote host's echo listener.

@@ -778,3 +778,20 @@ func TestIPv6OnlySubnetAndNetworkCard(t *testing.T) {
 		t.Fatal("assigned IPv4 in an IPv6-only subnet")
 	}
 }
+
+func TestConfigureWithoutPolicyRoutingFails(t *testing.T) {
+	v := newBed(t)
+	s := secondarySpec()
+	if err := v.Attach(s); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.ConfigureWithoutPolicyRouting(s.MAC); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range v.ProbeAddrs(fastCtx(t), append(s.IPv4, s.IPv6...)...) {
+		if !r.Failed() || strings.Contains(r.OutErr.Error(), "not assigned") {
+			t.Fatalf("%s: %v", r, r.OutErr)
+		}
+	}
+	mustPassOut(t, v, primaryV4)
+}
