@@ -2,6 +2,7 @@ package vpcsim
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
@@ -35,6 +36,7 @@ type subnet struct {
 	ipv4, ipv6 netip.Prefix // either may be zero (single-stack)
 	bridge     string
 	gw4, gw6   netip.Addr
+	mac        net.HardwareAddr // the gateway's (the bridge's) MAC
 }
 
 func (s *subnet) String() string {
@@ -115,10 +117,16 @@ func (v *VPC) AddSubnet(ipv4, ipv6 netip.Prefix) error {
 		}
 	}
 	off := false
-	// A fixed gateway MAC: a bridge without one takes its lowest port's
-	// MAC, so plugging in an ENI could change it under the instance's
-	// neighbour cache.
-	gwMAC := net.HardwareAddr{0x02, 0xec, 0x20, 0x00, 0x00, byte(len(v.subnets) + 1)}
+	// A set gateway MAC: a bridge without one takes its lowest port's MAC,
+	// so plugging in an ENI could change it under the instance's neighbour
+	// cache. Random (locally administered, unicast), so that it cannot
+	// equal an ENI MAC a test picked.
+	gwMAC := make(net.HardwareAddr, 6)
+	if _, err := rand.Read(gwMAC); err != nil {
+		return err
+	}
+	gwMAC[0] = gwMAC[0]&0xfc | 0x02
+	s.mac = gwMAC
 	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: s.bridge, HardwareAddr: gwMAC}, MulticastSnooping: &off}
 	if err := v.router.LinkAdd(br); err != nil {
 		return fmt.Errorf("vpcsim: create bridge %s for %s: %w", s.bridge, s, err)
@@ -204,6 +212,14 @@ func (v *VPC) validateLocked(s ENISpec) (*eni, error) {
 	s.MAC = hw.String()
 	if _, dup := v.enis[s.MAC]; dup {
 		return nil, fmt.Errorf("vpcsim: ENI %s is already attached", s.MAC)
+	}
+	if hw[0]&1 != 0 {
+		return nil, fmt.Errorf("vpcsim: ENI MAC %s is a multicast address", s.MAC)
+	}
+	for _, sub := range v.subnets {
+		if sub.mac.String() == s.MAC {
+			return nil, fmt.Errorf("vpcsim: ENI MAC %s is the gateway MAC of %s", s.MAC, sub)
+		}
 	}
 	if s.Name == "" || len(s.Name) > 15 || strings.ContainsAny(s.Name, "/ ") {
 		return nil, fmt.Errorf("vpcsim: ENI %s: link name %q must be 1-15 characters", s.MAC, s.Name)
