@@ -79,7 +79,7 @@ func demo(bin string) error {
 		return err
 	}
 	primary := vpcsim.ENISpec{Name: "eth0", MAC: "02:ec:20:00:00:01", ID: "eni-0a000000000000001", Device: 0,
-		SubnetIPv4: subnetA, SubnetIPv6: subnetA6, IPv4: addrs("100.64.1.10", "100.64.1.11"), IPv6: addrs("2001:db8:0:1::10")}
+		SubnetIPv4: subnetA, IPv4: addrs("100.64.1.10", "100.64.1.11")}
 	if err := vpc.LaunchPrimary(primary); err != nil {
 		return err
 	}
@@ -100,8 +100,33 @@ func demo(bin string) error {
 	all := append(append(append([]netip.Addr{}, primary.IPv4...), second.IPv4...), third.IPv4...)
 	all = append(all, second.IPv6...)
 
-	step("Before ec2net: traffic from the secondary ENIs' addresses (the VPC drops what leaves by the wrong ENI)")
+	step("Before ec2net: only the primary's DHCP address works; the attached ENIs are down with no addresses")
 	probeAll(ctx, vpc, all)
+
+	step("Fixing eth1 by hand, as the EC2 docs say (address + link up), without policy routing")
+	hand := []string{"ip addr add 100.64.2.10/24 dev eth1", "ip link set eth1 up"}
+	for _, c := range hand {
+		fmt.Printf("  # %s\n", c)
+		if out, err := vpc.Exec(vpc.Instance, strings.Fields(c)...); err != nil {
+			return fmt.Errorf("%s: %v: %s", c, err, out)
+		}
+	}
+	probeAll(ctx, vpc, second.IPv4[:1])
+	if drops, err := vpc.Drops(); err == nil {
+		var lines []string
+		for _, l := range strings.Split(drops, "\n") {
+			if strings.Contains(l, "100.64.2.10") {
+				lines = append(lines, l)
+			}
+		}
+		fmt.Printf("  its packets left through eth0 (main table), so the VPC router's source/destination check dropped them:\n%s", indent(strings.Join(lines, "\n")))
+	}
+	for _, c := range []string{"ip addr del 100.64.2.10/24 dev eth1", "ip link set eth1 down"} {
+		if out, err := vpc.Exec(vpc.Instance, strings.Fields(c)...); err != nil {
+			return fmt.Errorf("%s: %v: %s", c, err, out)
+		}
+	}
+	fmt.Println("  (hand configuration undone)")
 
 	stateDir, err := os.MkdirTemp("", "ec2net-demo-state-")
 	if err != nil {
@@ -169,13 +194,28 @@ func probeAll(ctx context.Context, vpc *vpcsim.VPC, all []netip.Addr) (failed in
 		cancel()
 		switch {
 		case err != nil:
-			fmt.Printf("  %-18s out: FAIL (dropped)   in: %s\n", a, in)
+			fmt.Printf("  %-18s out: FAIL (%s)   in: %s\n", a, reason(err), in)
 			failed++
 		default:
 			fmt.Printf("  %-18s out: ok (remote saw %s)   in: %s\n", a, out.SeenSource, in)
 		}
 	}
 	return failed
+}
+
+// reason shortens a probe error for the demo's table.
+func reason(err error) string {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "assign requested address"), strings.Contains(msg, "not assigned"):
+		return "address not configured"
+	case strings.Contains(msg, "timeout"), strings.Contains(msg, "deadline"):
+		return "no answer: dropped"
+	}
+	if i := strings.LastIndex(msg, ": "); i >= 0 {
+		msg = msg[i+2:]
+	}
+	return msg
 }
 
 func step(s string) { fmt.Printf("\n== %s\n", s) }

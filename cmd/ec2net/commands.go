@@ -125,7 +125,7 @@ func (e *env) status(ctx context.Context, stdout, stderr io.Writer, asJSON bool)
 		_ = enc.Encode(statusReport{ENIs: rows, Totals: totals, IMDS: e.imds.Stats(), Error: imdsErr})
 	} else {
 		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "LINK\tMAC\tENI\tCARD/DEV\tTABLE\tIMDS ADDRS\tLINK ADDRS\tRULES\tSTATE")
+		fmt.Fprintln(tw, "LINK\tMAC\tENI\tCARD/DEV\tTABLE\tADDRS ON LINK/IMDS\tRULES\tSTATE")
 		for _, r := range rows {
 			table := "-"
 			if r.Table != 0 {
@@ -138,9 +138,9 @@ func (e *env) status(ctx context.Context, stdout, stderr io.Writer, asJSON bool)
 			if r.Reason != "" {
 				state += " (" + r.Reason + ")"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%s\t%s\t%s\t%d/%d\t%s\n",
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%s\t%s\t%d/%d\t%s\n",
 				nameOr(r.Link, "-"), r.MAC, orDash(r.ENIID), r.Card, r.Device, table,
-				addrs(r.IMDSAddrs), addrs(r.LinkAddrs), r.RulesPresent, r.RulesWanted, state)
+				addrCoverage(r.IMDSAddrs, r.LinkAddrs), r.RulesPresent, r.RulesWanted, state)
 		}
 		tw.Flush()
 		var parts []string
@@ -183,15 +183,24 @@ func (e *env) cleanup(stdout, stderr io.Writer) int {
 	return code
 }
 
-func addrs(list []netip.Addr) string {
-	if len(list) == 0 {
-		return "-"
+// addrCoverage is "on link/in IMDS", naming the IMDS addresses missing
+// from the link: the column an SRE reads first.
+func addrCoverage(imdsAddrs, linkAddrs []netip.Addr) string {
+	on := map[netip.Addr]bool{}
+	for _, a := range linkAddrs {
+		on[a] = true
 	}
-	s := make([]string, len(list))
-	for i, a := range list {
-		s[i] = a.String()
+	var missing []string
+	for _, a := range imdsAddrs {
+		if !on[a] {
+			missing = append(missing, a.String())
+		}
 	}
-	return strings.Join(s, ",")
+	s := fmt.Sprintf("%d/%d", len(imdsAddrs)-len(missing), len(imdsAddrs))
+	if len(missing) > 0 {
+		s += " missing " + strings.Join(missing, ",")
+	}
+	return s
 }
 
 func nameOr(name, alt string) string {
