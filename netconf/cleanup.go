@@ -28,9 +28,6 @@ func (r *Reconciler) Cleanup() (*Result, error) {
 	}
 	p := &pass{k: k, st: &plan.State{}, state: r.state.clone(), results: map[string]*ENIResult{},
 		tableOwner: map[int]string{}, localOwner: map[netip.Prefix]string{}, eniByMAC: map[string]*plan.ENI{}}
-	if err := r.readOwnedRoutes(k); err != nil {
-		return nil, err
-	}
 	if err := r.readTables(k, r.interestingTables(k, p.state)); err != nil {
 		return nil, err
 	}

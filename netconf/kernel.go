@@ -6,7 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"sort"
-	"strings"
+	"sync"
 
 	"github.com/ec2net/ec2net/netconf/plan"
 	"github.com/vishvananda/netlink"
@@ -42,7 +42,6 @@ type kRoute struct {
 	metric   int
 	tos      int
 	multi    bool // multipath: never equal to a desired route
-	nl       netlink.Route
 	consumed bool // matched a desired route in this pass
 }
 
@@ -95,17 +94,53 @@ func netIP(a netip.Addr) net.IP {
 // read dumps links, addresses, routes and rules. driverFor names the links
 // whose driver is wanted (ENI links under MTU auto).
 func (r *Reconciler) read(driverFor map[string]bool) (*kernel, error) {
-	k := &kernel{byIndex: map[int]*plan.LinkInfo{}, byMAC: map[string]*plan.LinkInfo{}, addrs: map[int][]kAddr{}}
-	links, err := r.h.LinkList()
-	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
-		return nil, fmt.Errorf("list links: %w", err)
+	// The rule buffer is reused from pass to pass: thousands of rules
+	// would otherwise be reallocated each time. Nothing keeps a pointer
+	// into it beyond a pass.
+	k := &kernel{byIndex: map[int]*plan.LinkInfo{}, byMAC: map[string]*plan.LinkInfo{}, addrs: map[int][]kAddr{},
+		rules: r.ruleBuf[:0]}
+	// Addresses and rules are the big dumps (thousands each on a busy
+	// instance): they run concurrently, each on its own socket, while
+	// links and owned routes are read here.
+	var wg sync.WaitGroup
+	var addrErr, ruleErr error
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		addrErr = retryDump(func() error {
+			k.addrs = map[int][]kAddr{}
+			return r.raw.dumpAddrs(k)
+		})
+	}()
+	go func() {
+		defer wg.Done()
+		ruleErr = retryDump(func() error {
+			k.rules = k.rules[:0]
+			return r.rules.dumpRules(k)
+		})
+	}()
+	var links []plan.LinkInfo
+	linkErr := retryDump(func() (err error) {
+		links, err = r.links.dumpLinks()
+		return err
+	})
+	routeErr := retryDump(func() error {
+		k.routes = k.routes[:0]
+		return r.readOwnedRoutes(k)
+	})
+	wg.Wait()
+	for _, e := range []struct {
+		what string
+		err  error
+	}{{"links", linkErr}, {"addresses", addrErr}, {"rules", ruleErr}, {"routes", routeErr}} {
+		if e.err != nil {
+			return nil, fmt.Errorf("list %s: %w", e.what, e.err)
+		}
 	}
-	for _, l := range links {
-		a := l.Attrs()
-		li := plan.LinkInfo{Index: a.Index, Name: a.Name, MAC: strings.ToLower(a.HardwareAddr.String()),
-			MTU: a.MTU, Up: a.Flags&net.FlagUp != 0, AltNames: a.AltNames}
+	r.ruleBuf = k.rules
+	for _, li := range links {
 		if driverFor[li.MAC] {
-			li.Driver = r.driver(a.Name)
+			li.Driver = r.driver(li.Name)
 		}
 		k.links = append(k.links, li)
 	}
@@ -118,14 +153,19 @@ func (r *Reconciler) read(driverFor map[string]bool) (*kernel, error) {
 			}
 		}
 	}
-
-	if err := r.raw.dumpAddrs(k); err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
-		return nil, fmt.Errorf("list addresses: %w", err)
-	}
-	if err := r.raw.dumpRules(k); err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
-		return nil, fmt.Errorf("list rules: %w", err)
-	}
 	return k, nil
+}
+
+// retryDump repeats a dump the kernel reports as interrupted (the object
+// set changed while it was read): an inconsistent dump is never diffed.
+func retryDump(fn func() error) error {
+	var err error
+	for i := 0; i < 5; i++ {
+		if err = fn(); !errors.Is(err, netlink.ErrDumpInterrupted) {
+			return err
+		}
+	}
+	return err
 }
 
 // readOwnedRoutes dumps every route carrying Protocol, in any table,
@@ -133,18 +173,7 @@ func (r *Reconciler) read(driverFor map[string]bool) (*kernel, error) {
 // would drag the local table (a route per address, thousands on a busy
 // instance) through userspace on every pass.
 func (r *Reconciler) readOwnedRoutes(k *kernel) error {
-	err := r.hs.RouteListFilteredIter(netlink.FAMILY_ALL,
-		&netlink.Route{Table: unix.RT_TABLE_UNSPEC, Protocol: Protocol}, netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PROTOCOL,
-		func(rt netlink.Route) bool {
-			if kr, keep := routeOf(rt); keep && kr.proto == Protocol {
-				k.routes = append(k.routes, kr)
-			}
-			return true
-		})
-	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
-		return fmt.Errorf("list routes: %w", err)
-	}
-	return nil
+	return r.strict.dumpRoutes(0, Protocol, func(kr kRoute) { k.routes = append(k.routes, kr) })
 }
 
 // readTables adds the foreign routes of the given tables (one dump each,
@@ -156,44 +185,20 @@ func (r *Reconciler) readTables(k *kernel, tables map[int]bool) error {
 	}
 	sort.Ints(ts)
 	for _, t := range ts {
-		err := r.hs.RouteListFilteredIter(netlink.FAMILY_ALL, &netlink.Route{Table: t}, netlink.RT_FILTER_TABLE,
-			func(rt netlink.Route) bool {
-				if int(rt.Protocol) == Protocol || rt.Table != t {
-					return true // already read / not filtered by an old kernel
-				}
-				if kr, keep := routeOf(rt); keep {
+		n := len(k.routes)
+		err := retryDump(func() error {
+			k.routes = k.routes[:n]
+			return r.strict.dumpRoutes(t, 0, func(kr kRoute) {
+				if kr.proto != Protocol { // owned ones are already read
 					k.routes = append(k.routes, kr)
 				}
-				return true
 			})
-		if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
+		})
+		if err != nil {
 			return fmt.Errorf("list routes of table %d: %w", t, err)
 		}
 	}
 	return nil
-}
-
-// routeOf converts a dumped route and says whether the reconciler cares:
-// owned routes anywhere and every route in the per-ENI tables (to diff and
-// to report foreign ones).
-func routeOf(rt netlink.Route) (kRoute, bool) {
-	kr := kRoute{table: rt.Table, typ: rt.Type, scope: int(rt.Scope), oif: rt.LinkIndex, proto: int(rt.Protocol),
-		metric: rt.Priority, tos: rt.Tos, multi: len(rt.MultiPath) > 0, nl: rt}
-	kr.dst = prefixFromIPNet(rt.Dst)
-	if !kr.dst.IsValid() {
-		return kr, false
-	}
-	kr.family = 4
-	if kr.dst.Addr().Is6() {
-		kr.family = 6
-	}
-	kr.gw = addrFromIP(rt.Gw)
-	kr.src = addrFromIP(rt.Src)
-	switch {
-	case kr.proto == Protocol, plan.InRange(kr.table):
-		return kr, true
-	}
-	return kr, false
 }
 
 // driver returns the link's driver name via the ethtool ioctl on a socket

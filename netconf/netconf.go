@@ -53,8 +53,10 @@ type Options struct {
 type Reconciler struct {
 	mu       sync.Mutex
 	h        *netlink.Handle
-	hs       *netlink.Handle // strict checking: kernel-side filtered route dumps
-	raw      *rawDumper      // address and rule dumps
+	raw      *rawDumper // address dumps
+	rules    *rawDumper // rule dumps (concurrent with addresses)
+	links    *rawDumper // link dumps
+	strict   *rawDumper // route dumps the kernel filters (strict checking)
 	ethFD    int
 	stateDir string
 	log      *zap.Logger
@@ -62,6 +64,7 @@ type Reconciler struct {
 	writes   int
 	reported map[string]bool // foreign objects already logged
 	readAll  bool            // a pass has read every table in use
+	ruleBuf  []kRule         // reused by read
 }
 
 // New opens a netlink handle in o.NetNS and loads the state file.
@@ -104,27 +107,19 @@ func New(o Options) (*Reconciler, error) {
 		return nil, fmt.Errorf("netconf: netlink handle: %w", err)
 	}
 	r.h = h
-	// A second handle with strict checking, for route dumps the kernel
-	// filters by table and protocol. The rule dump request vishvananda
-	// sends does not pass strict validation, so the main handle stays lax.
-	hs, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
-	if err != nil {
-		h.Close()
-		return nil, fmt.Errorf("netconf: netlink handle: %w", err)
+	var dumpers [4]*rawDumper
+	for i := range dumpers {
+		d, err := newRawDumper(ns, i == 3)
+		if err != nil {
+			h.Close()
+			for _, o := range dumpers[:i] {
+				o.close()
+			}
+			return nil, fmt.Errorf("netconf: netlink socket: %w", err)
+		}
+		dumpers[i] = d
 	}
-	if err := hs.SetStrictCheck(true); err != nil {
-		h.Close()
-		hs.Close()
-		return nil, fmt.Errorf("netconf: strict netlink checking: %w", err)
-	}
-	r.hs = hs
-	raw, err := newRawDumper(ns)
-	if err != nil {
-		h.Close()
-		hs.Close()
-		return nil, fmt.Errorf("netconf: netlink socket: %w", err)
-	}
-	r.raw = raw
+	r.raw, r.rules, r.links, r.strict = dumpers[0], dumpers[1], dumpers[2], dumpers[3]
 	// The ethtool socket must live in the namespace: ioctls resolve link
 	// names in the socket's namespace.
 	_ = nsutil.Do(ns, func() error {
@@ -143,9 +138,10 @@ func (r *Reconciler) Close() error {
 	defer r.mu.Unlock()
 	if r.h != nil {
 		r.h.Close()
-		r.hs.Close()
-		r.raw.close()
-		r.h, r.hs, r.raw = nil, nil, nil
+		for _, d := range []*rawDumper{r.raw, r.rules, r.links, r.strict} {
+			d.close()
+		}
+		r.h, r.raw, r.rules, r.links, r.strict = nil, nil, nil, nil, nil
 	}
 	if r.ethFD >= 0 {
 		unix.Close(r.ethFD)
@@ -412,9 +408,6 @@ func (r *Reconciler) compute(snap *imds.Snapshot, cfg config.Config, thorough bo
 	}
 	p := &pass{k: k, st: st, state: r.state.clone(), results: map[string]*ENIResult{},
 		tableOwner: map[int]string{}, localOwner: map[netip.Prefix]string{}, eniByMAC: map[string]*plan.ENI{}}
-	if err := r.readOwnedRoutes(k); err != nil {
-		return nil, fmt.Errorf("netconf: read kernel: %w", err)
-	}
 	// Foreign routes are read table by table, only where they matter:
 	// tables recorded or used by rules in our range (to report them), and
 	// tables where a desired route is not already there as ours (a
@@ -964,16 +957,17 @@ func (r *Reconciler) removeAddrs(p *pass) {
 			onLink[a.prefix.Addr()] = a
 		}
 		removable := p.removable(mac)
-		for _, s := range append([]string(nil), se.Addrs...) {
+		var forget []string
+		for _, s := range se.Addrs {
 			ip, err := netip.ParseAddr(s)
 			if err != nil {
-				se.Addrs = removeString(se.Addrs, s)
+				forget = append(forget, s)
 				continue
 			}
 			ka := onLink[ip]
 			if ka == nil {
 				if !want[ip] {
-					se.Addrs = removeString(se.Addrs, s) // someone removed it
+					forget = append(forget, s) // someone removed it
 				}
 				continue
 			}
@@ -995,6 +989,9 @@ func (r *Reconciler) removeAddrs(p *pass) {
 						e.Addrs = removeString(e.Addrs, s)
 					}
 				}})
+		}
+		for _, s := range forget {
+			se.Addrs = removeString(se.Addrs, s)
 		}
 	}
 }

@@ -23,10 +23,20 @@ type rawDumper struct {
 	socks map[int]*nl.SocketHandle
 }
 
-func newRawDumper(ns netns.NsHandle) (*rawDumper, error) {
+// newRawDumper opens a route netlink socket in ns. strict turns on
+// NETLINK_GET_STRICT_CHK, with which the kernel filters route dumps by
+// table and protocol itself (the rule dump request is not strict-clean
+// on every kernel, so rules and addresses use a lax socket).
+func newRawDumper(ns netns.NsHandle, strict bool) (*rawDumper, error) {
 	s, err := nl.GetNetlinkSocketAt(ns, netns.None(), unix.NETLINK_ROUTE)
 	if err != nil {
 		return nil, err
+	}
+	if strict {
+		if err := unix.SetsockoptInt(s.GetFd(), unix.SOL_NETLINK, unix.NETLINK_GET_STRICT_CHK, 1); err != nil {
+			s.Close()
+			return nil, err
+		}
 	}
 	return &rawDumper{socks: map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: {Socket: s}}}, nil
 }
@@ -64,9 +74,80 @@ func attrs(b []byte, fn func(typ uint16, val []byte)) {
 	}
 }
 
+func u32(v []byte) uint32 {
+	if len(v) < 4 {
+		return 0
+	}
+	return binary.NativeEndian.Uint32(v)
+}
+
 func ipFrom(v []byte) netip.Addr {
 	a, _ := netip.AddrFromSlice(v)
 	return a
+}
+
+// dumpRoutes calls fn for each route of table (0: every table) carrying
+// protocol (0: any), both families, filtered by the kernel when the socket
+// is strict.
+func (d *rawDumper) dumpRoutes(table, protocol int, fn func(kr kRoute)) error {
+	hdr := make([]byte, unix.SizeofRtMsg, unix.SizeofRtMsg+8)
+	hdr[5] = byte(protocol)
+	if table > 0 {
+		a := make([]byte, 8)
+		binary.NativeEndian.PutUint16(a[0:2], 8)
+		binary.NativeEndian.PutUint16(a[2:4], unix.RTA_TABLE)
+		binary.NativeEndian.PutUint32(a[4:8], uint32(table))
+		hdr = append(hdr, a...)
+	}
+	return d.dump(unix.RTM_GETROUTE, hdr, unix.RTM_NEWROUTE, func(m []byte) {
+		if len(m) < unix.SizeofRtMsg {
+			return
+		}
+		kr := kRoute{table: int(m[4]), proto: int(m[5]), scope: int(m[6]), typ: int(m[7]), tos: int(m[3])}
+		if binary.NativeEndian.Uint32(m[8:12])&unix.RTM_F_CLONED != 0 {
+			return
+		}
+		switch m[0] {
+		case unix.AF_INET:
+			kr.family = 4
+		case unix.AF_INET6:
+			kr.family = 6
+		default:
+			return
+		}
+		dstLen := int(m[1])
+		var dst netip.Addr
+		attrs(m[unix.SizeofRtMsg:], func(t uint16, v []byte) {
+			switch t {
+			case unix.RTA_DST:
+				dst = ipFrom(v)
+			case unix.RTA_GATEWAY:
+				kr.gw = ipFrom(v)
+			case unix.RTA_PREFSRC:
+				kr.src = ipFrom(v)
+			case unix.RTA_OIF:
+				kr.oif = int(u32(v))
+			case unix.RTA_PRIORITY:
+				kr.metric = int(u32(v))
+			case unix.RTA_TABLE:
+				kr.table = int(u32(v))
+			case unix.RTA_MULTIPATH:
+				kr.multi = true
+			}
+		})
+		if !dst.IsValid() {
+			if kr.family == 4 {
+				dst = netip.IPv4Unspecified()
+			} else {
+				dst = netip.IPv6Unspecified()
+			}
+		}
+		kr.dst = netip.PrefixFrom(dst, dstLen)
+		if (table > 0 && kr.table != table) || (protocol > 0 && kr.proto != protocol) {
+			return // a kernel that does not filter
+		}
+		fn(kr)
+	})
 }
 
 // dumpAddrs fills k.addrs: every address of every link.
@@ -101,9 +182,68 @@ func (d *rawDumper) dumpAddrs(k *kernel) error {
 		if !a.IsValid() {
 			return
 		}
-		k.addrs[index] = append(k.addrs[index], kAddr{prefix: netip.PrefixFrom(a, plen), flags: flags})
+		l := k.addrs[index]
+		if l == nil {
+			l = make([]kAddr, 0, 16)
+		}
+		k.addrs[index] = append(l, kAddr{prefix: netip.PrefixFrom(a, plen), flags: flags})
 	})
 }
+
+// dumpLinks returns every link, without statistics (RTEXT_FILTER_SKIP_STATS
+// spares the kernel filling them for nothing).
+func (d *rawDumper) dumpLinks() ([]plan.LinkInfo, error) {
+	hdr := make([]byte, unix.SizeofIfInfomsg, unix.SizeofIfInfomsg+8)
+	ext := make([]byte, 8)
+	binary.NativeEndian.PutUint16(ext[0:2], 8)
+	binary.NativeEndian.PutUint16(ext[2:4], unix.IFLA_EXT_MASK)
+	binary.NativeEndian.PutUint32(ext[4:8], rtextFilterSkipStats)
+	hdr = append(hdr, ext...)
+	var out []plan.LinkInfo
+	err := d.dump(unix.RTM_GETLINK, hdr, unix.RTM_NEWLINK, func(m []byte) {
+		if len(m) < unix.SizeofIfInfomsg {
+			return
+		}
+		li := plan.LinkInfo{Index: int(int32(binary.NativeEndian.Uint32(m[4:8])))}
+		li.Up = binary.NativeEndian.Uint32(m[8:12])&unix.IFF_UP != 0
+		attrs(m[unix.SizeofIfInfomsg:], func(t uint16, v []byte) {
+			switch t {
+			case unix.IFLA_IFNAME:
+				li.Name = strings.TrimRight(string(v), "\x00")
+			case unix.IFLA_ADDRESS:
+				li.MAC = macString(v)
+			case unix.IFLA_MTU:
+				li.MTU = int(u32(v))
+			case unix.IFLA_PROP_LIST:
+				attrs(v, func(t uint16, v []byte) {
+					if t == unix.IFLA_ALT_IFNAME {
+						li.AltNames = append(li.AltNames, strings.TrimRight(string(v), "\x00"))
+					}
+				})
+			}
+		})
+		out = append(out, li)
+	})
+	return out, err
+}
+
+func macString(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	const hexdigits = "0123456789abcdef"
+	buf := make([]byte, 0, len(b)*3)
+	for i, c := range b {
+		if i > 0 {
+			buf = append(buf, ':')
+		}
+		buf = append(buf, hexdigits[c>>4], hexdigits[c&0xf])
+	}
+	return string(buf)
+}
+
+// rtextFilterSkipStats is RTEXT_FILTER_SKIP_STATS (linux/rtnetlink.h, 4.19).
+const rtextFilterSkipStats = 1 << 3
 
 const sizeofFibRuleHdr = 12
 
@@ -138,19 +278,13 @@ func (d *rawDumper) dumpRules(k *kernel) error {
 		var mark, mask uint32
 		var hasMark bool
 		attrs(m[sizeofFibRuleHdr:], func(t uint16, v []byte) {
-			u32 := func() uint32 {
-				if len(v) < 4 {
-					return 0
-				}
-				return binary.NativeEndian.Uint32(v)
-			}
 			switch t {
 			case unix.FRA_SRC:
 				kr.src = netip.PrefixFrom(ipFrom(v), srcLen)
 			case unix.FRA_PRIORITY:
-				kr.prio = int(u32())
+				kr.prio = int(u32(v))
 			case unix.FRA_TABLE:
-				kr.table = int(u32())
+				kr.table = int(u32(v))
 			case unix.FRA_PROTOCOL:
 				if len(v) > 0 {
 					kr.proto = int(v[0])
@@ -158,22 +292,22 @@ func (d *rawDumper) dumpRules(k *kernel) error {
 			case unix.FRA_DST:
 				sel = append(sel, "to "+netip.PrefixFrom(ipFrom(v), dstLen).String())
 			case unix.FRA_FWMARK:
-				mark, hasMark = u32(), true
+				mark, hasMark = u32(v), true
 			case unix.FRA_FWMASK:
-				mask, hasMark = u32(), true
+				mask, hasMark = u32(v), true
 			case unix.FRA_IIFNAME:
 				sel = append(sel, "iif "+strings.TrimRight(string(v), "\x00"))
 			case unix.FRA_OIFNAME:
 				sel = append(sel, "oif "+strings.TrimRight(string(v), "\x00"))
 			case unix.FRA_GOTO:
-				sel = append(sel, "goto "+strconv.Itoa(int(u32())))
+				sel = append(sel, "goto "+strconv.Itoa(int(u32(v))))
 			case unix.FRA_SUPPRESS_PREFIXLEN:
-				if u32() != 0xffffffff {
-					sel = append(sel, "suppress_prefixlength "+strconv.Itoa(int(u32())))
+				if u32(v) != 0xffffffff {
+					sel = append(sel, "suppress_prefixlength "+strconv.Itoa(int(u32(v))))
 				}
 			case unix.FRA_SUPPRESS_IFGROUP:
-				if u32() != 0xffffffff {
-					sel = append(sel, "suppress_ifgroup "+strconv.Itoa(int(u32())))
+				if u32(v) != 0xffffffff {
+					sel = append(sel, "suppress_ifgroup "+strconv.Itoa(int(u32(v))))
 				}
 			case unix.FRA_L3MDEV:
 				if len(v) > 0 && v[0] != 0 {

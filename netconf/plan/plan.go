@@ -315,6 +315,8 @@ func planENI(d *ENI, e *imds.ENI, cfg config.Config, lo int) {
 	}
 	d.AltNames = altNames(e)
 	v4 := usableIPv4(e)
+	d.Addrs = make([]Addr, 0, len(e.IPv4)+len(e.IPv6))
+	d.Rules = make([]Rule, 0, len(e.IPv4)+len(e.IPv6)+len(e.IPv4Prefixes)+len(e.IPv6Prefixes))
 
 	if d.Primary {
 		// The primary's first address, its DHCP routes and main are the
