@@ -79,7 +79,7 @@ func demo(bin string) error {
 		return err
 	}
 	primary := vpcsim.ENISpec{Name: "eth0", MAC: "02:ec:20:00:00:01", ID: "eni-0a000000000000001", Device: 0,
-		SubnetIPv4: subnetA, IPv4: addrs("100.64.1.10", "100.64.1.11")}
+		SubnetIPv4: subnetA, SubnetIPv6: subnetA6, IPv4: addrs("100.64.1.10", "100.64.1.11"), IPv6: addrs("2001:db8:0:1::10")}
 	if err := vpc.LaunchPrimary(primary); err != nil {
 		return err
 	}
@@ -98,7 +98,7 @@ func demo(bin string) error {
 	fmt.Printf("  instance namespace %s: eth0 (primary, DHCP-configured), eth1 and eth2 hot-attached, down, no addresses\n", vpc.Instance)
 
 	all := append(append(append([]netip.Addr{}, primary.IPv4...), second.IPv4...), third.IPv4...)
-	all = append(all, second.IPv6...)
+	all = append(append(all, primary.IPv6...), second.IPv6...)
 
 	step("Before ec2net: only the primary's DHCP address works; the attached ENIs are down with no addresses")
 	probeAll(ctx, vpc, all)
