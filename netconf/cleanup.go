@@ -9,7 +9,6 @@ import (
 	"github.com/ec2net/ec2net/agent/config"
 	"github.com/ec2net/ec2net/agent/imds"
 	"github.com/ec2net/ec2net/netconf/plan"
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -19,7 +18,7 @@ import (
 func (r *Reconciler) Cleanup() (*Result, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.h == nil {
+	if r.w == nil {
 		return nil, errors.New("netconf: reconciler closed")
 	}
 	k, err := r.read(nil)
@@ -82,11 +81,11 @@ func (r *Reconciler) Cleanup() (*Result, error) {
 				se.Addrs = removeString(se.Addrs, s)
 				continue
 			}
-			idx, na, mac, s := l.Index, netlink.Addr{IPNet: ipNet(ka.prefix)}, mac, s
+			idx, pf, mac, s := l.Index, ka.prefix, mac, s
 			p.add(Change{Op: "del", Kind: "addr", MAC: mac, Link: l.Name, phase: phaseDelAddr,
 				Text: addrText("del", ka.prefix, l.Name, false, false),
-				run: func(r *Reconciler) error {
-					err := r.write(func() error { return r.h.AddrDel(linkRef(idx), &na) })
+				enc:  func(m *msgBuf) { encAddr(m, true, idx, pf, 0) },
+				post: func(err error) error {
 					if errors.Is(err, unix.EADDRNOTAVAIL) || errors.Is(err, unix.ENOENT) {
 						return nil
 					}

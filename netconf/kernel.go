@@ -3,7 +3,6 @@ package netconf
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"sort"
 	"sync"
@@ -54,41 +53,6 @@ type kRule struct {
 	simple    bool   // only from/lookup/pref: no other selector, action "to table"
 	selectors string // the other selectors, iproute2-like, when not simple
 	consumed  bool
-}
-
-func addrFromIP(ip net.IP) netip.Addr {
-	a, ok := netip.AddrFromSlice(ip)
-	if !ok {
-		return netip.Addr{}
-	}
-	return a.Unmap()
-}
-
-func prefixFromIPNet(n *net.IPNet) netip.Prefix {
-	if n == nil {
-		return netip.Prefix{}
-	}
-	a := addrFromIP(n.IP)
-	if !a.IsValid() {
-		return netip.Prefix{}
-	}
-	ones, _ := n.Mask.Size()
-	return netip.PrefixFrom(a, ones)
-}
-
-func ipNet(p netip.Prefix) *net.IPNet {
-	bits := 32
-	if p.Addr().Is6() {
-		bits = 128
-	}
-	return &net.IPNet{IP: net.IP(p.Addr().AsSlice()), Mask: net.CIDRMask(p.Bits(), bits)}
-}
-
-func netIP(a netip.Addr) net.IP {
-	if !a.IsValid() {
-		return nil
-	}
-	return net.IP(a.AsSlice())
 }
 
 // read dumps links, addresses, routes and rules. driverFor names the links

@@ -20,7 +20,6 @@ import (
 	"github.com/ec2net/ec2net/agent/imds"
 	"github.com/ec2net/ec2net/netconf/nsutil"
 	"github.com/ec2net/ec2net/netconf/plan"
-	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
@@ -52,7 +51,7 @@ type Options struct {
 // concurrent use (they serialise).
 type Reconciler struct {
 	mu       sync.Mutex
-	h        *netlink.Handle
+	w        *nlWriter  // every write
 	raw      *rawDumper // address dumps
 	rules    *rawDumper // rule dumps (concurrent with addresses)
 	links    *rawDumper // link dumps
@@ -102,16 +101,16 @@ func New(o Options) (*Reconciler, error) {
 	}
 	st.prune()
 	r.state = st
-	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
+	w, err := newNLWriter(ns)
 	if err != nil {
-		return nil, fmt.Errorf("netconf: netlink handle: %w", err)
+		return nil, fmt.Errorf("netconf: netlink socket: %w", err)
 	}
-	r.h = h
+	r.w = w
 	var dumpers [4]*rawDumper
 	for i := range dumpers {
 		d, err := newRawDumper(ns, i == 3)
 		if err != nil {
-			h.Close()
+			w.close()
 			for _, o := range dumpers[:i] {
 				o.close()
 			}
@@ -136,12 +135,12 @@ func New(o Options) (*Reconciler, error) {
 func (r *Reconciler) Close() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.h != nil {
-		r.h.Close()
+	if r.w != nil {
+		r.w.close()
 		for _, d := range []*rawDumper{r.raw, r.rules, r.links, r.strict} {
 			d.close()
 		}
-		r.h, r.raw, r.rules, r.links, r.strict = nil, nil, nil, nil, nil
+		r.w, r.raw, r.rules, r.links, r.strict = nil, nil, nil, nil, nil
 	}
 	if r.ethFD >= 0 {
 		unix.Close(r.ethFD)
@@ -162,7 +161,8 @@ type Change struct {
 	Text string // iproute2-like command
 
 	phase int
-	run   func(r *Reconciler) error
+	enc   func(m *msgBuf)       // the netlink request
+	post  func(err error) error // maps the kernel's answer (nil: success); nil keeps it
 	onOK  func(s *stateFile)
 }
 
@@ -272,16 +272,21 @@ func (r *Reconciler) Apply(snap *imds.Snapshot, cfg config.Config) (*Result, err
 	return r.execute(p)
 }
 
-func (r *Reconciler) write(fn func() error) error {
-	r.writes++
-	return fn()
-}
-
 func (r *Reconciler) execute(p *pass) (*Result, error) {
 	before := r.writes
-	for _, c := range p.changes {
+	// Every netlink write goes through here, counted.
+	encs := make([]func(m *msgBuf), len(p.changes))
+	for i := range p.changes {
+		encs[i] = p.changes[i].enc
+	}
+	r.writes += len(encs)
+	errs := r.w.send(encs)
+	for i, c := range p.changes {
 		res := p.result(c.MAC)
-		err := c.run(r)
+		err := errs[i]
+		if c.post != nil {
+			err = c.post(err)
+		}
 		if err != nil {
 			res.Failed = append(res.Failed, ChangeError{Change: c, Err: err})
 			r.log.Warn("change failed", zap.String("mac", c.MAC), zap.String("change", c.String()), zap.Error(err))
@@ -389,7 +394,7 @@ const (
 )
 
 func (r *Reconciler) compute(snap *imds.Snapshot, cfg config.Config, thorough bool) (*pass, error) {
-	if r.h == nil {
+	if r.w == nil {
 		return nil, errors.New("netconf: reconciler closed")
 	}
 	driverFor := map[string]bool{}
@@ -585,23 +590,19 @@ func (r *Reconciler) diff(p *pass) {
 	sort.Strings(p.dropIfClean)
 }
 
-func linkRef(index int) netlink.Link {
-	return &netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: index}}
-}
-
 func (r *Reconciler) diffLink(p *pass, e *plan.ENI) {
 	l := e.Link
 	if e.Up && !l.Up {
 		idx := l.Index
 		p.add(Change{Op: "set", Kind: "link", MAC: e.MAC, Link: l.Name, phase: phaseLink,
 			Text: "ip link set dev " + l.Name + " up",
-			run:  func(r *Reconciler) error { return r.write(func() error { return r.h.LinkSetUp(linkRef(idx)) }) }})
+			enc:  func(m *msgBuf) { encLinkUp(m, idx) }})
 	}
 	if e.MTU != 0 && l.MTU != e.MTU {
 		idx, mtu := l.Index, e.MTU
 		p.add(Change{Op: "set", Kind: "link", MAC: e.MAC, Link: l.Name, phase: phaseLink,
 			Text: fmt.Sprintf("ip link set dev %s mtu %d", l.Name, mtu),
-			run:  func(r *Reconciler) error { return r.write(func() error { return r.h.LinkSetMTU(linkRef(idx), mtu) }) }})
+			enc:  func(m *msgBuf) { encLinkMTU(m, idx, mtu) }})
 	}
 	for _, n := range e.AltNames {
 		if n == l.Name || containsString(l.AltNames, n) {
@@ -610,9 +611,7 @@ func (r *Reconciler) diffLink(p *pass, e *plan.ENI) {
 		idx, name := l.Index, n
 		p.add(Change{Op: "add", Kind: "link", MAC: e.MAC, Link: l.Name, phase: phaseLink,
 			Text: "ip link property add dev " + l.Name + " altname " + name,
-			run: func(r *Reconciler) error {
-				return r.write(func() error { return r.h.LinkAddAltName(linkRef(idx), name) })
-			}})
+			enc:  func(m *msgBuf) { encAltName(m, idx, name) }})
 	}
 }
 
@@ -647,9 +646,8 @@ func (r *Reconciler) diffAddrs(p *pass, e *plan.ENI) {
 		var added bool
 		p.add(Change{Op: "add", Kind: "addr", MAC: mac, Link: dev, phase: phaseAddAddr,
 			Text: addrText("add", a.Prefix, dev, a.NoPrefixRoute, a.NoDAD),
-			run: func(r *Reconciler) error {
-				na := &netlink.Addr{IPNet: ipNet(a.Prefix), Flags: flags}
-				err := r.write(func() error { return r.h.AddrAdd(linkRef(idx), na) })
+			enc:  func(m *msgBuf) { encAddr(m, false, idx, a.Prefix, uint32(flags)) },
+			post: func(err error) error {
 				added = err == nil
 				if errors.Is(err, unix.EEXIST) {
 					// Appeared since the dump: someone else's, satisfied.
@@ -710,18 +708,14 @@ func (r *Reconciler) diffRoutes(p *pass, e *plan.ENI) {
 			owned.consumed = true
 			p.add(Change{Op: "set", Kind: "route", MAC: e.MAC, Link: e.Link.Name, phase: phaseAddRoute,
 				Text: routeText("replace", desiredRouteFields(rt)),
-				run: func(r *Reconciler) error {
-					return r.write(func() error { return r.h.RouteReplace(nlRoute(rt)) })
-				}})
+				enc:  func(m *msgBuf) { encRoute(m, opReplace, routeMsgOf(rt)) }})
 		case foreign != nil:
 			ft := routeText("", k.kRouteFields(foreign))
 			p.fail(Change{Op: "add", Kind: "route", MAC: e.MAC, Link: e.Link.Name, Text: text},
 				fmt.Errorf("%w: %s", ErrForeignInTheWay, ft))
 		default:
 			p.add(Change{Op: "add", Kind: "route", MAC: e.MAC, Link: e.Link.Name, phase: phaseAddRoute, Text: text,
-				run: func(r *Reconciler) error {
-					return r.write(func() error { return r.h.RouteAdd(nlRoute(rt)) })
-				}})
+				enc: func(m *msgBuf) { encRoute(m, opAdd, routeMsgOf(rt)) }})
 		}
 	}
 }
@@ -741,27 +735,16 @@ func routeEqual(kr *kRoute, rt plan.Route) bool {
 	return kr.family == 6 || kr.scope == int(rt.Scope)
 }
 
-func nlRoute(rt plan.Route) *netlink.Route {
-	n := &netlink.Route{
-		LinkIndex: rt.LinkIndex,
-		Dst:       ipNet(rt.Dst),
-		Gw:        netIP(rt.Gw),
-		Src:       netIP(rt.Src),
-		Table:     rt.Table,
-		Protocol:  netlink.RouteProtocol(Protocol),
-		Type:      unix.RTN_UNICAST,
-		Scope:     netlink.Scope(rt.Scope),
-	}
+func routeMsgOf(rt plan.Route) routeMsg {
+	m := routeMsg{table: rt.Table, proto: Protocol, scope: int(rt.Scope), typ: unix.RTN_UNICAST, oif: rt.LinkIndex,
+		dst: rt.Dst, gw: rt.Gw, src: rt.Src}
 	if rt.Type == plan.Local {
-		n.Type = unix.RTN_LOCAL
+		m.typ = unix.RTN_LOCAL
 	}
 	if rt.Dst.Addr().Is6() {
-		n.Scope = netlink.SCOPE_UNIVERSE
+		m.scope = unix.RT_SCOPE_UNIVERSE // IPv6 has no route scopes
 	}
-	if rt.OnLink {
-		n.Flags = int(netlink.FLAG_ONLINK)
-	}
-	return n
+	return m
 }
 
 // ruleKey is what makes a simple rule equal to a desired one. Plain
@@ -826,15 +809,7 @@ func (r *Reconciler) diffRules(p *pass, e *plan.ENI) {
 		ru := ru
 		p.add(Change{Op: "add", Kind: "rule", MAC: e.MAC, Link: e.Link.Name, phase: phaseAddRule,
 			Text: ruleText("add", fam, ru.Priority, ru.Src, ru.Table, Protocol),
-			run: func(r *Reconciler) error {
-				nr := netlink.NewRule()
-				nr.Priority, nr.Table, nr.Src, nr.Protocol = ru.Priority, ru.Table, ipNet(ru.Src), Protocol
-				nr.Family = unix.AF_INET
-				if fam == 6 {
-					nr.Family = unix.AF_INET6
-				}
-				return r.write(func() error { return r.h.RuleAdd(nr) })
-			}})
+			enc:  func(m *msgBuf) { encRule(m, false, fam, ru.Priority, ru.Table, ru.Src, Protocol) }})
 	}
 }
 
@@ -857,19 +832,13 @@ func delRuleChange(k *kernel, kr *kRule, mac string) Change {
 	if l := k.byMAC[mac]; l != nil && mac != "" {
 		link = l.Name
 	}
-	nr := netlink.NewRule()
-	nr.Priority, nr.Table, nr.Protocol = kr.prio, kr.table, uint8(kr.proto)
-	nr.Family = unix.AF_INET
-	if kr.family == 6 {
-		nr.Family = unix.AF_INET6
-	}
-	if kr.src.IsValid() {
-		nr.Src = ipNet(kr.src)
-	}
+	fam, prio, table, src, proto := kr.family, kr.prio, kr.table, kr.src, kr.proto
 	return Change{Op: "del", Kind: "rule", MAC: mac, Link: link, phase: phaseDelRule,
 		Text: ruleText("del", kr.family, kr.prio, kr.src, kr.table, kr.proto),
-		run: func(r *Reconciler) error {
-			err := r.write(func() error { return r.h.RuleDel(nr) })
+		// The protocol is part of the request: the kernel then deletes
+		// only a rule carrying it, never a foreign twin.
+		enc: func(m *msgBuf) { encRule(m, true, fam, prio, table, src, proto) },
+		post: func(err error) error {
 			if errors.Is(err, unix.ENOENT) {
 				return nil
 			}
@@ -904,25 +873,25 @@ func delRouteChange(k *kernel, kr *kRoute, mac string) Change {
 	if l := k.byMAC[mac]; l != nil && mac != "" {
 		link = l.Name
 	}
-	nr := &netlink.Route{
-		LinkIndex: kr.oif, Dst: ipNet(kr.dst), Gw: netIP(kr.gw), Table: kr.table, Protocol: netlink.RouteProtocol(kr.proto),
-		Type: kr.typ, Scope: netlink.Scope(kr.scope), Priority: kr.metric, Tos: kr.tos,
-	}
+	// The protocol, table, type and scope are in the request: the kernel
+	// deletes only the route that matches them all.
+	rm := routeMsg{table: kr.table, proto: kr.proto, scope: kr.scope, typ: kr.typ, tos: kr.tos, metric: kr.metric,
+		oif: kr.oif, dst: kr.dst, gw: kr.gw}
 	if kr.multi {
-		nr.LinkIndex, nr.Gw = 0, nil
+		rm.oif, rm.gw = 0, netip.Addr{}
 	}
-	dst := kr.dst
+	dst, table := kr.dst, kr.table
 	return Change{Op: "del", Kind: "route", MAC: mac, Link: link, phase: phaseDelRoute,
 		Text: routeText("del", k.kRouteFields(kr)),
-		run: func(r *Reconciler) error {
-			err := r.write(func() error { return r.h.RouteDel(nr) })
+		enc:  func(m *msgBuf) { encRoute(m, opDel, rm) },
+		post: func(err error) error {
 			if errors.Is(err, unix.ESRCH) || errors.Is(err, unix.ENOENT) {
 				return nil
 			}
 			return err
 		},
 		onOK: func(s *stateFile) {
-			if kr.table == plan.TableLocal && mac != "" {
+			if table == plan.TableLocal && mac != "" {
 				if se := s.ENIs[mac]; se != nil {
 					se.Local = removeString(se.Local, dst.String())
 				}
@@ -974,11 +943,11 @@ func (r *Reconciler) removeAddrs(p *pass) {
 			if want[ip] || !removable {
 				continue
 			}
-			idx, na, mac, s := l.Index, netlink.Addr{IPNet: ipNet(ka.prefix)}, mac, s
+			idx, pf, mac, s := l.Index, ka.prefix, mac, s
 			p.add(Change{Op: "del", Kind: "addr", MAC: mac, Link: l.Name, phase: phaseDelAddr,
 				Text: addrText("del", ka.prefix, l.Name, false, false),
-				run: func(r *Reconciler) error {
-					err := r.write(func() error { return r.h.AddrDel(linkRef(idx), &na) })
+				enc:  func(m *msgBuf) { encAddr(m, true, idx, pf, 0) },
+				post: func(err error) error {
 					if errors.Is(err, unix.EADDRNOTAVAIL) || errors.Is(err, unix.ENOENT) {
 						return nil
 					}
