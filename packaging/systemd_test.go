@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -343,4 +344,64 @@ func must(t testing.TB, err error) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestInstallDuringBoot installs the .deb from a unit ordered before
+// sysinit.target, as cloud-init's bootcmd does (cloud-init.service runs
+// before sysinit.target). A blocking "systemctl start" in postinst would
+// deadlock the boot there (ec2net.service is ordered after sysinit.target);
+// the boot must complete and the service come up once boot reaches it.
+func TestInstallDuringBoot(t *testing.T) {
+	nsutil.RequireRoot(t)
+	requireTools(t, "systemd-nspawn", "nsenter", "debootstrap")
+	p := packages(t)
+	root := overlayRoot(t)
+	vpc := vpcsim.NewForTest(t, "ec2pb")
+	must(t, vpc.AddSubnet(pkgSubnetA, pkgSubnetA6))
+	must(t, vpc.AddSubnet(pkgSubnetB, pkgSubnetB6))
+	must(t, vpc.LaunchPrimary(pkgPrimary))
+	must(t, vpc.Attach(pkgCold))
+
+	copyFile(t, p.Deb, filepath.Join(root, "root/ec2net-1.deb"))
+	early := `[Unit]
+Description=Install ec2net before sysinit.target, like cloud-init bootcmd
+DefaultDependencies=no
+Before=sysinit.target
+After=local-fs.target
+
+[Service]
+Type=oneshot
+Environment=DEBIAN_FRONTEND=noninteractive
+ExecStart=/usr/bin/dpkg -i /root/ec2net-1.deb
+TimeoutStartSec=60
+
+[Install]
+WantedBy=sysinit.target
+`
+	must(t, os.WriteFile(filepath.Join(root, "etc/systemd/system/early-install.service"), []byte(early), 0o644))
+	must(t, os.MkdirAll(filepath.Join(root, "etc/systemd/system/sysinit.target.wants"), 0o755))
+	must(t, os.Symlink("../early-install.service", filepath.Join(root, "etc/systemd/system/sysinit.target.wants/early-install.service")))
+
+	m := bootMachine(t, root, vpc.Instance) // fails if the boot hangs
+	if s := m.unitProperty("early-install.service", "Result"); s != "success" {
+		out, _ := m.exec("journalctl --no-pager -u early-install.service")
+		t.Fatalf("early install: %s\n%s", s, out)
+	}
+	waitFor(t, 30*time.Second, "ec2net.service to be active after boot", func() (bool, string) {
+		s := m.unitProperty(unit, "ActiveState")
+		return s == "active", s
+	})
+	if s := m.unitProperty(unit, "UnitFileState"); s != "enabled" {
+		t.Errorf("unit %s after install during boot", s)
+	}
+	nsh, err := vpc.Handle(vpc.Instance)
+	must(t, err)
+	nl, err := netlink.NewHandleAt(nsh)
+	must(t, err)
+	defer nl.Close()
+	if !hasRule(nl, pkgCold.IPv4[0]) {
+		t.Errorf("ENI %s not configured after boot", pkgCold.Name)
+	}
+	t.Logf("CHECK dpkg -i from a unit before sysinit.target: boot completed, %s enabled and active, %s configured",
+		unit, pkgCold.Name)
 }

@@ -22,6 +22,17 @@ removed_marker=/var/lib/ec2net/removed
 have_systemctl() { command -v systemctl >/dev/null 2>&1; }
 systemd_running() { [ -d /run/systemd/system ]; }
 
+# While the system is still booting, a blocking start can deadlock: an
+# installer run from cloud-init's bootcmd is part of cloud-init.service,
+# which is ordered before sysinit.target, and ec2net.service is ordered
+# after it. Then the job is only queued; it runs when boot gets there.
+# Otherwise wait for it, so that a failed start is reported.
+start_mode() {
+	case "$(systemctl is-system-running 2>/dev/null || true)" in
+	initializing | starting) echo --no-block ;;
+	esac
+}
+
 fresh_install() {
 	rm -f "$removed_marker"
 	rmdir /var/lib/ec2net 2>/dev/null || true
@@ -29,10 +40,9 @@ fresh_install() {
 	systemd_running && systemctl daemon-reload || true
 	systemctl enable "$unit" || true
 	if systemd_running; then
-		# --no-block would hide a failed start from the installer; the
-		# daemon reports READY within ready-timeout (20 s) even when IMDS
-		# is unreachable, so this cannot hang an installation.
-		systemctl start "$unit" || echo "ec2net: service did not start; see: journalctl -u $unit" >&2
+		# The daemon reports READY within ready-timeout (20 s) even when
+		# IMDS is unreachable, so a blocking start cannot hang the install.
+		systemctl $(start_mode) start "$unit" || echo "ec2net: service did not start; see: journalctl -u $unit" >&2
 	fi
 }
 
@@ -40,7 +50,7 @@ upgrade() {
 	have_systemctl || return 0
 	systemd_running || return 0
 	systemctl daemon-reload || true
-	systemctl try-restart "$unit" || echo "ec2net: restart failed; see: journalctl -u $unit" >&2
+	systemctl $(start_mode) try-restart "$unit" || echo "ec2net: restart failed; see: journalctl -u $unit" >&2
 }
 
 case "$1" in
@@ -50,7 +60,7 @@ configure)
 abort-upgrade | abort-remove | abort-deconfigure)
 	# A failed removal or upgrade: put back what the old scripts stopped.
 	if have_systemctl && systemd_running && systemctl -q is-enabled "$unit" 2>/dev/null; then
-		systemctl start "$unit" || true
+		systemctl $(start_mode) start "$unit" || true
 	fi
 	;;
 1) fresh_install ;;
