@@ -343,12 +343,13 @@ type pass struct {
 	order       []string // MACs in result order
 	dropIfClean []string // state entries to forget once their deletions succeed
 
-	tableOwner map[int]string
-	localOwner map[netip.Prefix]string
-	eniByMAC   map[string]*plan.ENI
-	ambiguous  bool // an ENI is held whose table is not recorded
-	rulesByKey map[ruleKey]int
-	nextRule   []int
+	tableOwner  map[int]string
+	localOwner  map[netip.Prefix]string
+	eniByMAC    map[string]*plan.ENI
+	ambiguous   bool // an ENI is held whose table is not recorded
+	rulesByKey  map[ruleKey]int
+	addrsByLink map[int]map[netip.Addr]*kAddr
+	nextRule    []int
 }
 
 func (p *pass) result(mac string) *ENIResult {
@@ -369,6 +370,23 @@ func (p *pass) result(mac string) *ENIResult {
 	p.results[mac] = res
 	p.order = append(p.order, mac)
 	return res
+}
+
+// present returns the link's addresses by IP (computed once per link).
+func (p *pass) present(index int) map[netip.Addr]*kAddr {
+	if m, ok := p.addrsByLink[index]; ok {
+		return m
+	}
+	if p.addrsByLink == nil {
+		p.addrsByLink = map[int]map[netip.Addr]*kAddr{}
+	}
+	l := p.k.addrs[index]
+	m := make(map[netip.Addr]*kAddr, len(l))
+	for i := range l {
+		m[l[i].prefix.Addr()] = &l[i]
+	}
+	p.addrsByLink[index] = m
+	return m
 }
 
 func (p *pass) add(c Change) {
@@ -625,14 +643,11 @@ func containsString(l []string, s string) bool {
 }
 
 func (r *Reconciler) diffAddrs(p *pass, e *plan.ENI) {
-	present := make(map[netip.Addr]bool, len(p.k.addrs[e.Link.Index]))
-	for _, a := range p.k.addrs[e.Link.Index] {
-		present[a.prefix.Addr()] = true
-	}
+	present := p.present(e.Link.Index)
 	for _, a := range e.Addrs {
 		// Present in any form (a DHCP client's, other flags, other
 		// length) counts as satisfied: never delete and re-add.
-		if present[a.Prefix.Addr()] {
+		if present[a.Prefix.Addr()] != nil {
 			continue
 		}
 		idx, dev, mac, a := e.Link.Index, e.Link.Name, e.MAC, a
@@ -700,7 +715,6 @@ func (r *Reconciler) diffRoutes(p *pass, e *plan.ENI) {
 			}
 		}
 		rt := rt
-		text := routeText("add", desiredRouteFields(rt))
 		switch {
 		case same != nil:
 			same.consumed = true
@@ -711,11 +725,12 @@ func (r *Reconciler) diffRoutes(p *pass, e *plan.ENI) {
 				enc:  func(m *msgBuf) { encRoute(m, opReplace, routeMsgOf(rt)) }})
 		case foreign != nil:
 			ft := routeText("", k.kRouteFields(foreign))
-			p.fail(Change{Op: "add", Kind: "route", MAC: e.MAC, Link: e.Link.Name, Text: text},
+			p.fail(Change{Op: "add", Kind: "route", MAC: e.MAC, Link: e.Link.Name, Text: routeText("add", desiredRouteFields(rt))},
 				fmt.Errorf("%w: %s", ErrForeignInTheWay, ft))
 		default:
-			p.add(Change{Op: "add", Kind: "route", MAC: e.MAC, Link: e.Link.Name, phase: phaseAddRoute, Text: text,
-				enc: func(m *msgBuf) { encRoute(m, opAdd, routeMsgOf(rt)) }})
+			p.add(Change{Op: "add", Kind: "route", MAC: e.MAC, Link: e.Link.Name, phase: phaseAddRoute,
+				Text: routeText("add", desiredRouteFields(rt)),
+				enc:  func(m *msgBuf) { encRoute(m, opAdd, routeMsgOf(rt)) }})
 		}
 	}
 }
@@ -920,11 +935,7 @@ func (r *Reconciler) removeAddrs(p *pass) {
 				want[a.Prefix.Addr()] = true
 			}
 		}
-		onLink := make(map[netip.Addr]*kAddr, len(p.k.addrs[l.Index]))
-		for i := range p.k.addrs[l.Index] {
-			a := &p.k.addrs[l.Index][i]
-			onLink[a.prefix.Addr()] = a
-		}
+		onLink := p.present(l.Index)
 		removable := p.removable(mac)
 		var forget []string
 		for _, s := range se.Addrs {
