@@ -12,7 +12,7 @@ set -euo pipefail
 
 root=${1:-${EC2NET_NSPAWN_ROOT:-/var/tmp/ec2net-nspawn-root}}
 suite=bookworm
-include=systemd,systemd-sysv,dbus,iproute2,procps
+include=systemd,systemd-sysv,dbus,iproute2,procps,curl
 recipe="debootstrap minbase $suite include=$include v1"
 marker=$root/.ec2net-root
 

@@ -2,10 +2,12 @@ package packaging
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -346,14 +348,18 @@ func must(t testing.TB, err error) {
 	}
 }
 
-// TestInstallDuringBoot installs the .deb from a unit ordered before
-// sysinit.target, as cloud-init's bootcmd does (cloud-init.service runs
-// before sysinit.target). A blocking "systemctl start" in postinst would
-// deadlock the boot there (ec2net.service is ordered after sysinit.target);
-// the boot must complete and the service come up once boot reaches it.
+// TestInstallDuringBoot runs the example cloud-init user data's bootcmd
+// scripts (packaging/cloud-init/user-data.yaml, verbatim but for the
+// package URL, which becomes a file:// URL) from a unit ordered before
+// sysinit.target, where cloud-init.service runs them. They install the
+// .deb and run "ec2net apply". A blocking "systemctl start" in postinst
+// would deadlock the boot there (ec2net.service is ordered after
+// sysinit.target): the boot must complete, the cold-attached ENI be
+// configured by apply, and the service come up once boot reaches it.
 func TestInstallDuringBoot(t *testing.T) {
 	nsutil.RequireRoot(t)
 	requireTools(t, "systemd-nspawn", "nsenter", "debootstrap")
+	scripts := bootcmdScripts(t)
 	p := packages(t)
 	root := overlayRoot(t)
 	vpc := vpcsim.NewForTest(t, "ec2pb")
@@ -363,17 +369,22 @@ func TestInstallDuringBoot(t *testing.T) {
 	must(t, vpc.Attach(pkgCold))
 
 	copyFile(t, p.Deb, filepath.Join(root, "root/ec2net-1.deb"))
+	execs := ""
+	for i, script := range scripts {
+		script = regexp.MustCompile(`url=https?://\S+`).ReplaceAllString(script, "url=file:///root/ec2net-1.deb")
+		name := fmt.Sprintf("/root/bootcmd-%d.sh", i)
+		must(t, os.WriteFile(filepath.Join(root, name), []byte(script), 0o755))
+		execs += "ExecStart=/bin/sh " + name + "\n"
+	}
 	early := `[Unit]
-Description=Install ec2net before sysinit.target, like cloud-init bootcmd
+Description=cloud-init bootcmd stand-in: before sysinit.target, like cloud-init.service
 DefaultDependencies=no
 Before=sysinit.target
 After=local-fs.target
 
 [Service]
 Type=oneshot
-Environment=DEBIAN_FRONTEND=noninteractive
-ExecStart=/usr/bin/dpkg -i /root/ec2net-1.deb
-TimeoutStartSec=60
+` + execs + `TimeoutStartSec=90
 
 [Install]
 WantedBy=sysinit.target
@@ -383,9 +394,20 @@ WantedBy=sysinit.target
 	must(t, os.Symlink("../early-install.service", filepath.Join(root, "etc/systemd/system/sysinit.target.wants/early-install.service")))
 
 	m := bootMachine(t, root, vpc.Instance) // fails if the boot hangs
+	journal, _ := m.exec("journalctl --no-pager -u early-install.service")
 	if s := m.unitProperty("early-install.service", "Result"); s != "success" {
-		out, _ := m.exec("journalctl --no-pager -u early-install.service")
-		t.Fatalf("early install: %s\n%s", s, out)
+		t.Fatalf("bootcmd stand-in: %s\n%s", s, journal)
+	}
+	if !strings.Contains(journal, "Setting up ec2net") {
+		t.Errorf("the bootcmd script did not install the package:\n%s", journal)
+	}
+	nsh, err := vpc.Handle(vpc.Instance)
+	must(t, err)
+	nl, err := netlink.NewHandleAt(nsh)
+	must(t, err)
+	defer nl.Close()
+	if !hasRule(nl, pkgCold.IPv4[0]) {
+		t.Errorf("ENI %s not configured after the bootcmd's ec2net apply:\n%s", pkgCold.Name, journal)
 	}
 	waitFor(t, 30*time.Second, "ec2net.service to be active after boot", func() (bool, string) {
 		s := m.unitProperty(unit, "ActiveState")
@@ -394,14 +416,50 @@ WantedBy=sysinit.target
 	if s := m.unitProperty(unit, "UnitFileState"); s != "enabled" {
 		t.Errorf("unit %s after install during boot", s)
 	}
-	nsh, err := vpc.Handle(vpc.Instance)
+	t.Logf("CHECK user-data bootcmd (%d scripts) before sysinit.target: package installed, %s configured by ec2net apply, boot completed, %s enabled and active",
+		len(scripts), pkgCold.Name, unit)
+}
+
+// bootcmdScripts extracts the "sh -c <script>" items of the example user
+// data's bootcmd list. The file uses two YAML forms: a literal block
+// ("- |", indented six spaces) and a single-quoted scalar.
+func bootcmdScripts(t *testing.T) []string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(repoRoot, "packaging/cloud-init/user-data.yaml"))
 	must(t, err)
-	nl, err := netlink.NewHandleAt(nsh)
-	must(t, err)
-	defer nl.Close()
-	if !hasRule(nl, pkgCold.IPv4[0]) {
-		t.Errorf("ENI %s not configured after boot", pkgCold.Name)
+	if !strings.HasPrefix(string(data), "#cloud-config\n") {
+		t.Fatalf("user-data.yaml does not start with #cloud-config")
 	}
-	t.Logf("CHECK dpkg -i from a unit before sysinit.target: boot completed, %s enabled and active, %s configured",
-		unit, pkgCold.Name)
+	var scripts []string
+	lines := strings.Split(string(data), "\n")
+	in := false
+	for i := 0; i < len(lines); i++ {
+		l := lines[i]
+		switch {
+		case l == "bootcmd:":
+			in = true
+			continue
+		case in && l != "" && !strings.HasPrefix(l, " ") && !strings.HasPrefix(l, "#"):
+			in = false
+		}
+		if !in {
+			continue
+		}
+		switch {
+		case l == "    - |":
+			var b strings.Builder
+			for i+1 < len(lines) && (strings.HasPrefix(lines[i+1], "      ") || lines[i+1] == "") {
+				i++
+				b.WriteString(strings.TrimPrefix(lines[i], "      ") + "\n")
+			}
+			scripts = append(scripts, b.String())
+		case strings.HasPrefix(l, "    - '") && strings.HasSuffix(l, "'"):
+			q := strings.TrimSuffix(strings.TrimPrefix(l, "    - '"), "'")
+			scripts = append(scripts, strings.ReplaceAll(q, "''", "'")+"\n")
+		}
+	}
+	if len(scripts) != 2 || !strings.Contains(scripts[0], "dpkg -i") || !strings.Contains(scripts[1], "ec2net apply") {
+		t.Fatalf("expected two bootcmd scripts (install, apply) in user-data.yaml, got %q", scripts)
+	}
+	return scripts
 }
