@@ -440,3 +440,30 @@ func TestStatus(t *testing.T) {
 		t.Errorf("primary: %+v", st[0])
 	}
 }
+
+// TestDetachedWhileListed: IMDS may list a detached ENI for a while; its
+// link being gone is evidence enough to remove its orphaned rules and
+// routes, while the ENI itself is reported as having no link.
+func TestDetachedWhileListed(t *testing.T) {
+	b := newBed(t)
+	b.veth("eth1", macEth1)
+	r := b.reconciler()
+	mustApply(t, r, snap(secondary()), cfg())
+	b.ip("link", "del", "eth1")
+	res, err := r.Apply(snap(secondary()), cfg())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := res.Failed(); len(f) != 1 || !errors.Is(f[0].Err, ErrNoLink) {
+		t.Errorf("failures: %v", f)
+	}
+	if got := b.rules(); len(got) != 0 {
+		t.Errorf("orphan rules left: %v", got)
+	}
+	if got := b.routes(10001); len(got) != 0 {
+		t.Errorf("orphan routes left: %v", got)
+	}
+	if res, _ := r.Apply(snap(secondary()), cfg()); res.Writes != 0 {
+		t.Errorf("second pass: %d writes", res.Writes)
+	}
+}
