@@ -38,9 +38,12 @@ vet:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 
+# Prints ratios and targets side by side; see each benchmark's comment.
 bench: build
 	bash netconf/bench.sh
-	$(GO) test -run XXX -bench . -benchtime 20x ./agent/daemon/
+	$(GO) test -run XXX -bench AttachToTraffic -benchtime 50x ./agent/daemon/
+	$(GO) test -run XXX -bench DaemonIdle -benchtime 1x ./cmd/ec2net/
+	$(GO) test -run XXX -bench . ./agent/imds/
 
 # Each fuzz target for FUZZTIME (default 60s).
 FUZZTIME ?= 60s
