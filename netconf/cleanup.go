@@ -107,21 +107,24 @@ func (r *Reconciler) Cleanup() (*Result, error) {
 
 // ENIStatus is what IMDS says about one ENI next to what the kernel has.
 type ENIStatus struct {
-	MAC, Link, ENIID string
-	Card, Device     int
-	Table            int
-	Primary          bool
-	IMDSAddrs        []netip.Addr // local-ipv4s and ipv6s
-	LinkAddrs        []netip.Addr // global addresses on the link
-	RulesWanted      int
-	RulesPresent     int
-	State            string // configured, drift, pending, invalid, unknown, excluded, absent (no link), unlisted (link with recorded state, not in IMDS)
-	Reason           string
-	PendingChanges   int // what Apply would do for it
-	ForeignInTheWay  int
-	AltNames         []string
-	MTU              int
-	IMDSState        string // the snapshot's state for the ENI
+	MAC             string       `json:"mac"`
+	Link            string       `json:"link,omitempty"`
+	ENIID           string       `json:"eni_id,omitempty"`
+	Card            int          `json:"network_card"`
+	Device          int          `json:"device_number"`
+	Table           int          `json:"table,omitempty"`
+	Primary         bool         `json:"primary"`
+	IMDSAddrs       []netip.Addr `json:"imds_addresses"` // local-ipv4s and ipv6s
+	LinkAddrs       []netip.Addr `json:"link_addresses"` // global addresses on the link
+	RulesWanted     int          `json:"rules_wanted"`
+	RulesPresent    int          `json:"rules_present"`
+	State           string       `json:"state"` // configured, drift, pending, invalid, unknown, excluded, absent (no link), unlisted (link with recorded state, not in IMDS)
+	Reason          string       `json:"reason,omitempty"`
+	PendingChanges  int          `json:"pending_changes"` // what Apply would do for it
+	ForeignInTheWay int          `json:"foreign_in_the_way,omitempty"`
+	AltNames        []string     `json:"altnames,omitempty"`
+	MTU             int          `json:"mtu,omitempty"`
+	IMDSState       string       `json:"imds_state,omitempty"` // the snapshot's state for the ENI
 }
 
 // Status reports, per ENI, what IMDS says against what the kernel has. It

@@ -13,17 +13,17 @@ import (
 // ServerError, OtherStatus, NetworkError. Garbage counts 200 answers whose
 // body was empty, unparsable or too large (those are also in OK).
 type Stats struct {
-	Requests     int64
-	OK           int64 // 200 with the body read to the end
-	NotFound     int64 // 404
-	Unauthorized int64 // 401 (token expired or lost)
-	Forbidden    int64 // 403 (IMDS disabled)
-	Throttled    int64 // 429
-	ServerError  int64 // 5xx
-	OtherStatus  int64 // anything else
-	NetworkError int64 // no response, or the body broke off
-	Garbage      int64
-	TokenFetches int64 // token PUTs (also counted above)
+	Requests     int64 `json:"requests"`
+	OK           int64 `json:"ok"`            // 200 with the body read to the end
+	NotFound     int64 `json:"not_found"`     // 404
+	Unauthorized int64 `json:"unauthorized"`  // 401 (token expired or lost)
+	Forbidden    int64 `json:"forbidden"`     // 403 (IMDS disabled)
+	Throttled    int64 `json:"throttled"`     // 429
+	ServerError  int64 `json:"server_error"`  // 5xx
+	OtherStatus  int64 `json:"other_status"`  // anything else
+	NetworkError int64 `json:"network_error"` // no response, or the body broke off
+	Garbage      int64 `json:"garbage"`
+	TokenFetches int64 `json:"token_fetches"` // token PUTs (also counted above)
 }
 
 func (s Stats) String() string {
