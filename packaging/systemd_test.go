@@ -99,10 +99,11 @@ func TestSystemdService(t *testing.T) {
 				return
 			default:
 			}
-			// Rule first, state second: if the state says active, the
-			// rule reading is from no later than that.
-			rule := hasRule(nl, coldAddr)
+			// State first, rule second: rules are only added during the
+			// install, so if the unit was active when its state was read,
+			// the rule must be there when it is read afterwards.
 			out, _ := m.exec("systemctl is-active " + unit)
+			rule := hasRule(nl, coldAddr)
 			smu.Lock()
 			samples = append(samples, sample{strings.TrimSpace(out), rule})
 			smu.Unlock()
