@@ -70,6 +70,12 @@ func TestSystemdService(t *testing.T) {
 		if t.Failed() {
 			out, _ := m.exec("journalctl --no-pager -n 80 -u " + unit)
 			t.Logf("journal of %s:\n%s", unit, out)
+			if strings.Contains(out, "network namespace") && strings.Contains(out, "operation not permitted") {
+				t.Logf("HINT: the unit grants only CAP_NET_ADMIN; setns(2), even into the namespace the daemon " +
+					"is already in, needs CAP_SYS_ADMIN. Do not enter the current namespace: pass netns.None() " +
+					"to vishvananda/netlink's *At functions and subscriptions, and skip netns.Set in nsutil.Do, " +
+					"when the target is the current namespace.")
+			}
 		}
 	})
 
