@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/ec2net/ec2net/netconf/nsutil"
 	"github.com/ec2net/ec2net/netconf/plan"
 	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
@@ -28,7 +29,7 @@ type rawDumper struct {
 // table and protocol itself (the rule dump request is not strict-clean
 // on every kernel, so rules and addresses use a lax socket).
 func newRawDumper(ns netns.NsHandle, strict bool) (*rawDumper, error) {
-	s, err := nl.GetNetlinkSocketAt(ns, netns.None(), unix.NETLINK_ROUTE)
+	s, err := nl.GetNetlinkSocketAt(nsutil.ForNetlink(ns), netns.None(), unix.NETLINK_ROUTE)
 	if err != nil {
 		return nil, err
 	}

@@ -27,6 +27,7 @@ import (
 	"github.com/ec2net/ec2net/agent/evidence"
 	"github.com/ec2net/ec2net/agent/imds"
 	"github.com/ec2net/ec2net/netconf"
+	"github.com/ec2net/ec2net/netconf/nsutil"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"go.uber.org/zap"
@@ -91,7 +92,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	// Links that exist now are not "new": remember them so that their
 	// next event (say, our own link-up) does not look like an attach.
-	if h, err := netlink.NewHandleAt(o.NetNS); err == nil {
+	if h, err := netlink.NewHandleAt(nsutil.ForNetlink(o.NetNS)); err == nil {
 		if links, err := h.LinkList(); err == nil {
 			for _, l := range links {
 				if a := l.Attrs(); len(a.HardwareAddr) == 6 {

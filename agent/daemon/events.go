@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 
+	"github.com/ec2net/ec2net/netconf/nsutil"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
@@ -34,29 +35,33 @@ func subscribe(ctx context.Context, ns netns.NsHandle, log *zap.Logger) (*eventS
 		deletions: make(chan struct{}, 1),
 	}
 	done := ctx.Done()
+	var nsOpt *netns.NsHandle // nil: the current namespace, no setns
+	if h := nsutil.ForNetlink(ns); h.IsOpen() {
+		nsOpt = &h
+	}
 	onErr := func(err error) { log.Warn("netlink subscription error", zap.Error(err)) }
 
 	links := make(chan netlink.LinkUpdate, 256)
 	if err := netlink.LinkSubscribeWithOptions(links, done, netlink.LinkSubscribeOptions{
-		Namespace: &ns, ErrorCallback: onErr, ReceiveBufferSize: 1 << 20,
+		Namespace: nsOpt, ErrorCallback: onErr, ReceiveBufferSize: 1 << 20,
 	}); err != nil {
 		return nil, err
 	}
 	addrs := make(chan netlink.AddrUpdate, 256)
 	if err := netlink.AddrSubscribeWithOptions(addrs, done, netlink.AddrSubscribeOptions{
-		Namespace: &ns, ErrorCallback: onErr, ReceiveBufferSize: 1 << 20,
+		Namespace: nsOpt, ErrorCallback: onErr, ReceiveBufferSize: 1 << 20,
 	}); err != nil {
 		return nil, err
 	}
 	routes := make(chan netlink.RouteUpdate, 256)
 	if err := netlink.RouteSubscribeWithOptions(routes, done, netlink.RouteSubscribeOptions{
-		Namespace: &ns, ErrorCallback: onErr, ReceiveBufferSize: 1 << 20,
+		Namespace: nsOpt, ErrorCallback: onErr, ReceiveBufferSize: 1 << 20,
 	}); err != nil {
 		return nil, err
 	}
 	// vishvananda/netlink has no rule subscription: listen to the rule
 	// groups directly; only the message type matters here.
-	rules, err := nl.SubscribeAt(ns, netns.None(), unix.NETLINK_ROUTE, unix.RTNLGRP_IPV4_RULE, unix.RTNLGRP_IPV6_RULE)
+	rules, err := nl.SubscribeAt(nsutil.ForNetlink(ns), netns.None(), unix.NETLINK_ROUTE, unix.RTNLGRP_IPV4_RULE, unix.RTNLGRP_IPV6_RULE)
 	if err != nil {
 		return nil, err
 	}

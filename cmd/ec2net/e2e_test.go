@@ -107,9 +107,15 @@ func must(t testing.TB, err error) {
 // ec2net runs the binary inside the instance namespace.
 func (b *bed) ec2net(args ...string) (string, int) {
 	b.t.Helper()
+	return b.ec2netVia(nil, args...)
+}
+
+// ec2netVia runs the binary through a wrapper command (e.g. setpriv).
+func (b *bed) ec2netVia(wrapper []string, args ...string) (string, int) {
+	b.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	argv := append([]string{"netns", "exec", b.vpc.Instance, ec2netBin}, args...)
+	argv := append(append(append([]string{"netns", "exec", b.vpc.Instance}, wrapper...), ec2netBin), args...)
 	argv = append(argv, "--imds-endpoint", "http://169.254.169.254", "--state-dir", b.stateDir, "--config", "/dev/null")
 	cmd := exec.CommandContext(ctx, "ip", argv...)
 	out, err := cmd.CombinedOutput()
@@ -419,5 +425,20 @@ func TestErrorsAreOneClearLine(t *testing.T) {
 	}
 	if n := strings.Count(strings.TrimSpace(string(o)), "\n"); n != 0 {
 		t.Errorf("unreachable: want one line, got %d:\n%s", n+1, o)
+	}
+}
+
+// The systemd unit gives ec2net CAP_NET_ADMIN and nothing else. setns(2)
+// needs CAP_SYS_ADMIN even into the namespace a thread is already in, so
+// ec2net must never call it for its own namespace.
+func TestApplyWithOnlyCapNetAdmin(t *testing.T) {
+	b := newBed(t, "e2ecap")
+	onlyNetAdmin := []string{"setpriv", "--bounding-set", "-all,+net_admin", "--inh-caps", "-all", "--"}
+	if _, code := b.ec2netVia(onlyNetAdmin, "apply", "--wait", "10s"); code != 0 {
+		t.Fatalf("apply with only CAP_NET_ADMIN: exit %d", code)
+	}
+	b.assertTraffic(b.secondaryAddrs())
+	if out, code := b.ec2netVia([]string{"setpriv", "--bounding-set", "-all", "--inh-caps", "-all", "--"}, "apply"); code != 1 || !strings.Contains(out, "CAP_NET_ADMIN") {
+		t.Errorf("apply without CAP_NET_ADMIN: exit %d, want 1 and a line naming CAP_NET_ADMIN:\n%s", code, out)
 	}
 }

@@ -20,6 +20,11 @@ import (
 // if switching back fails the thread is left locked so that the Go runtime
 // discards it instead of reusing a thread in the wrong namespace.
 func Do(ns netns.NsHandle, fn func() error) error {
+	if IsCurrent(ns) {
+		// setns(2) needs CAP_SYS_ADMIN even into the namespace the thread
+		// is already in; the daemon runs with CAP_NET_ADMIN only.
+		return fn()
+	}
 	runtime.LockOSThread()
 	orig, err := netns.Get()
 	if err != nil {
@@ -130,4 +135,28 @@ func bringUpLoopback() error {
 	}
 	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
 	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
+}
+
+// IsCurrent reports whether ns is the calling thread's network namespace
+// (same device and inode).
+func IsCurrent(ns netns.NsHandle) bool {
+	if !ns.IsOpen() {
+		return false
+	}
+	var a, b unix.Stat_t
+	if unix.Fstat(int(ns), &a) != nil || unix.Stat("/proc/thread-self/ns/net", &b) != nil {
+		return false
+	}
+	return a.Dev == b.Dev && a.Ino == b.Ino
+}
+
+// ForNetlink is the handle to give vishvananda/netlink's *At functions and
+// subscription options: netns.None() (no setns at all) when ns is the
+// current namespace, so that a process with only CAP_NET_ADMIN (the
+// systemd unit) can use them; ns otherwise.
+func ForNetlink(ns netns.NsHandle) netns.NsHandle {
+	if IsCurrent(ns) {
+		return netns.None()
+	}
+	return ns
 }
