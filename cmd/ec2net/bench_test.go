@@ -37,10 +37,11 @@ func BenchmarkDaemonIdle(b *testing.B) {
 	})
 	pid := cmd.Process.Pid
 	enis := 3
-	for i := 0; i < b.N; i++ {
+	// refresh forces one full read (SIGHUP) and returns its IMDS requests;
+	// the refresh is done when the fake's counter stops moving.
+	refresh := func() int {
 		bed.vpc.IMDS.ResetCounters()
 		must(b, cmd.Process.Signal(syscall.SIGHUP))
-		// The refresh is done when the counter stops moving.
 		last, stableSince := -1, time.Now()
 		waitFor(b, 10*time.Second, func() bool {
 			n := bed.vpc.IMDS.TotalRequests()
@@ -50,6 +51,10 @@ func BenchmarkDaemonIdle(b *testing.B) {
 			}
 			return n > 0 && time.Since(stableSince) > 300*time.Millisecond
 		})
+		return last
+	}
+	for i := 0; i < b.N; i++ {
+		last := refresh()
 		b.ReportMetric(float64(last), "imds-req/refresh")
 		b.ReportMetric(float64(1+4*enis), "imds-req-budget")
 
@@ -59,6 +64,19 @@ func BenchmarkDaemonIdle(b *testing.B) {
 		cpu1 := cpuTicks(b, pid)
 		b.ReportMetric(float64(cpu1-cpu0)/100/window.Seconds()*100, "cpu-%")
 		b.ReportMetric(float64(rssKiB(b, pid))/1024, "rss-MiB")
+		// Memory stays flat: after 30 full refreshes (each a read and a
+		// no-change reconcile) to reach the GC's steady state, 30 more
+		// must not grow RSS.
+		for j := 0; j < 30; j++ {
+			refresh()
+		}
+		rss1 := rssKiB(b, pid)
+		for j := 0; j < 30; j++ {
+			refresh()
+		}
+		rss2 := rssKiB(b, pid)
+		b.ReportMetric(float64(rss1)/1024, "rss-after-30-MiB")
+		b.ReportMetric(float64(rss2-rss1)/1024, "rss-growth-next-30-MiB")
 	}
 	b.ReportMetric(0, "ns/op")
 }

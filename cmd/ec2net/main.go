@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/ec2net/ec2net/agent/config"
@@ -130,6 +131,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	switch cmd {
 	case "run":
+		// A long-running agent on every instance: a soft memory limit makes
+		// the GC work a little harder instead of letting the heap double
+		// between collections. GOMEMLIMIT in the environment wins.
+		if os.Getenv("GOMEMLIMIT") == "" {
+			debug.SetMemoryLimit(12 << 20)
+		}
 		err = daemon.Run(ctx, daemon.Options{
 			Config: cfg, Logger: log, IMDS: e.imds, Reconciler: e.rec, NetNS: e.ns, Version: version,
 		})
