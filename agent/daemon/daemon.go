@@ -86,6 +86,7 @@ func Run(ctx context.Context, o Options) error {
 		tracker:  evidence.New(o.Config.RemoveAfter),
 		links:    map[int]string{},
 		appeared: map[string]time.Time{},
+		states:   map[string]imds.ENIState{},
 		readRes:  make(chan readResult, 1),
 		pending:  imds.NewBackoff(imds.BackoffConfig{Initial: 100 * time.Millisecond, Max: 5 * time.Second, Jitter: 0.2}),
 		repairs:  newRepairLimiter(),
@@ -119,9 +120,10 @@ type loop struct {
 	log     *zap.Logger
 	tracker *evidence.Tracker
 
-	last       *imds.Snapshot       // last successful read, filtered for evidence
-	links      map[int]string       // ifindex -> MAC, to recognise new links and re-attaches
-	appeared   map[string]time.Time // MAC -> when its link appeared, while IMDS does not list it yet
+	last       *imds.Snapshot           // last successful read, filtered for evidence
+	links      map[int]string           // ifindex -> MAC, to recognise new links and re-attaches
+	appeared   map[string]time.Time     // MAC -> when its link appeared, while IMDS does not list it yet
+	states     map[string]imds.ENIState // MAC -> state in the last read, to log changes only
 	reading    bool
 	readAgain  bool
 	readRes    chan readResult
@@ -300,6 +302,7 @@ func (d *loop) handleRead(ctx context.Context, r readResult, retry *idleTimer) {
 		d.lastErr = ""
 	}
 	snap := d.tracker.Filter(r.snap)
+	d.logStateChanges(snap)
 	d.last = snap
 	d.apply("imds")
 
@@ -354,6 +357,38 @@ func (d *loop) apply(why string) {
 		d.repairs.record()
 	}
 	d.setStatus(summary(d.last, d.o.Config))
+}
+
+// logStateChanges logs an ENI's metadata state when it changes (pending,
+// invalid, unknown, complete again, gone from IMDS): one line per change,
+// nothing on a quiet refresh.
+func (d *loop) logStateChanges(snap *imds.Snapshot) {
+	seen := map[string]bool{}
+	for _, e := range snap.ENIs {
+		seen[e.MAC] = true
+		old, known := d.states[e.MAC]
+		if known && old == e.State {
+			continue
+		}
+		d.states[e.MAC] = e.State
+		fields := []zap.Field{zap.String("mac", e.MAC), zap.String("eni", e.InterfaceID)}
+		switch {
+		case e.State == imds.Complete && !known:
+			d.log.Info("ENI listed in IMDS", append(fields, zap.Int("card", e.NetworkCard), zap.Int("device", e.DeviceNumber))...)
+		case e.State == imds.Complete:
+			d.log.Info("ENI metadata complete again", append(fields, zap.Stringer("was", old))...)
+		case e.State == imds.Pending:
+			d.log.Info("ENI pending (IMDS still propagating)", append(fields, zap.String("reason", e.Reason))...)
+		default:
+			d.log.Warn("ENI metadata "+e.State.String()+": leaving its configuration as it is", append(fields, zap.String("reason", e.Reason))...)
+		}
+	}
+	for mac := range d.states {
+		if !seen[mac] {
+			delete(d.states, mac)
+			d.log.Info("ENI no longer listed in IMDS (its configuration stays while its link exists)", zap.String("mac", mac))
+		}
+	}
 }
 
 // awaitingIMDS reports whether a link appeared recently whose MAC IMDS does
