@@ -9,7 +9,6 @@ import (
 	"github.com/ec2net/ec2net/agent/config"
 	"github.com/ec2net/ec2net/agent/imds"
 	"github.com/ec2net/ec2net/netconf/plan"
-	"golang.org/x/sys/unix"
 )
 
 // Cleanup removes everything ec2net added in the namespace (rules and
@@ -81,21 +80,7 @@ func (r *Reconciler) Cleanup() (*Result, error) {
 				se.Addrs = removeString(se.Addrs, s)
 				continue
 			}
-			idx, pf, mac, s := l.Index, ka.prefix, mac, s
-			p.add(Change{Op: "del", Kind: "addr", MAC: mac, Link: l.Name, phase: phaseDelAddr,
-				Text: addrText("del", ka.prefix, l.Name, false, false),
-				enc:  func(m *msgBuf) { encAddr(m, true, idx, pf, 0) },
-				post: func(err error) error {
-					if errors.Is(err, unix.EADDRNOTAVAIL) || errors.Is(err, unix.ENOENT) {
-						return nil
-					}
-					return err
-				},
-				onOK: func(st *stateFile) {
-					if e := st.ENIs[mac]; e != nil {
-						e.Addrs = removeString(e.Addrs, s)
-					}
-				}})
+			p.add(delOwnedAddr(mac, l.Name, l.Index, ka.prefix, s))
 		}
 	}
 	sort.SliceStable(p.changes, func(i, j int) bool { return p.changes[i].phase < p.changes[j].phase })

@@ -954,21 +954,7 @@ func (r *Reconciler) removeAddrs(p *pass) {
 			if want[ip] || !removable {
 				continue
 			}
-			idx, pf, mac, s := l.Index, ka.prefix, mac, s
-			p.add(Change{Op: "del", Kind: "addr", MAC: mac, Link: l.Name, phase: phaseDelAddr,
-				Text: addrText("del", ka.prefix, l.Name, false, false),
-				enc:  func(m *msgBuf) { encAddr(m, true, idx, pf, 0) },
-				post: func(err error) error {
-					if errors.Is(err, unix.EADDRNOTAVAIL) || errors.Is(err, unix.ENOENT) {
-						return nil
-					}
-					return err
-				},
-				onOK: func(st *stateFile) {
-					if e := st.ENIs[mac]; e != nil {
-						e.Addrs = removeString(e.Addrs, s)
-					}
-				}})
+			p.add(delOwnedAddr(mac, l.Name, l.Index, ka.prefix, s))
 		}
 		for _, s := range forget {
 			se.Addrs = removeString(se.Addrs, s)
@@ -1002,4 +988,23 @@ func (r *Reconciler) reportForeign(p *pass) {
 			}
 		}
 	}
+}
+
+// delOwnedAddr is the change that deletes an address ec2net added and, once
+// it is gone, forgets it in the state file. Already gone counts as done.
+func delOwnedAddr(mac, link string, index int, pf netip.Prefix, s string) Change {
+	return Change{Op: "del", Kind: "addr", MAC: mac, Link: link, phase: phaseDelAddr,
+		Text: addrText("del", pf, link, false, false),
+		enc:  func(m *msgBuf) { encAddr(m, true, index, pf, 0) },
+		post: func(err error) error {
+			if errors.Is(err, unix.EADDRNOTAVAIL) || errors.Is(err, unix.ENOENT) {
+				return nil
+			}
+			return err
+		},
+		onOK: func(st *stateFile) {
+			if e := st.ENIs[mac]; e != nil {
+				e.Addrs = removeString(e.Addrs, s)
+			}
+		}}
 }

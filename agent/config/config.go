@@ -16,6 +16,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ec2net/ec2net/agent/imds"
 )
 
 // DefaultPath is where packages install the commented default file.
@@ -257,31 +259,12 @@ func parseMACList(v string) ([]string, error) {
 	var out []string
 	for _, s := range splitList(v) {
 		s = strings.ToLower(s)
-		if !isMAC(s) {
+		if !imds.IsMAC(s) {
 			return nil, fmt.Errorf("%q is not a MAC address (aa:bb:cc:dd:ee:ff)", s)
 		}
 		out = append(out, s)
 	}
 	return out, nil
-}
-
-func isMAC(s string) bool {
-	if len(s) != 17 {
-		return false
-	}
-	for i := 0; i < 17; i++ {
-		c := s[i]
-		if i%3 == 2 {
-			if c != ':' {
-				return false
-			}
-			continue
-		}
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return true
 }
 
 // Parse reads a configuration file's text over base. name is used in errors.

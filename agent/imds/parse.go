@@ -94,9 +94,9 @@ func parseListing(body string) ([]ListingEntry, error) {
 	return out, nil
 }
 
-// isMAC reports whether s is a MAC address in IMDS's form: lowercase hex,
+// IsMAC reports whether s is a MAC address in IMDS's form: lowercase hex,
 // colon-separated, six octets (what net.HardwareAddr.String prints).
-func isMAC(s string) bool {
+func IsMAC(s string) bool {
 	if len(s) != 17 {
 		return false
 	}
@@ -132,7 +132,7 @@ func parseMACListing(body string) (MACListing, error) {
 	}
 	var l MACListing
 	for _, e := range entries {
-		if isMAC(e.Name) {
+		if IsMAC(e.Name) {
 			l.MACs = append(l.MACs, e.Name)
 			continue
 		}

@@ -289,12 +289,12 @@ func FuzzParseMACListing(f *testing.F) {
 			t.Fatalf("MACs not sorted and unique: %v", l.MACs)
 		}
 		for _, m := range l.MACs {
-			if !isMAC(m) {
+			if !IsMAC(m) {
 				t.Fatalf("accepted %q", m)
 			}
 		}
 		for _, m := range l.Invalid {
-			if isMAC(m) || len(m) > maxReasonInput {
+			if IsMAC(m) || len(m) > maxReasonInput {
 				t.Fatalf("invalid entry %q", m)
 			}
 		}

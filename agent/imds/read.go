@@ -103,7 +103,7 @@ func (c *Client) SnapshotSettled(ctx context.Context, maxWait time.Duration) (*S
 		p := &pass{c: c, ctx: ctx}
 		for _, i := range pending {
 			mac := results[i].eni.MAC
-			if !isMAC(mac) {
+			if !IsMAC(mac) {
 				continue
 			}
 			results[i] = p.readENI(mac, results[i].eni.Primary, nil)
@@ -133,7 +133,7 @@ func (c *Client) snapshot(ctx context.Context, full bool) (*Snapshot, []eniResul
 			if s == "" {
 				return errEmpty
 			}
-			if !isMAC(s) {
+			if !IsMAC(s) {
 				return fmt.Errorf("%s is not a MAC", quote(s))
 			}
 			mac = s
