@@ -37,13 +37,6 @@ var (
 	subnetB6 = netip.MustParsePrefix("2001:db8:0:2::/64")
 )
 
-func addrList(s ...string) []netip.Addr {
-	out := make([]netip.Addr, len(s))
-	for i, a := range s {
-		out[i] = netip.MustParseAddr(a)
-	}
-	return out
-}
 
 // harness is a simulated VPC with a running daemon.
 type harness struct {
@@ -61,7 +54,7 @@ type harness struct {
 
 var eth1 = vpcsim.ENISpec{Name: "eth1", MAC: "02:ec:20:00:02:01", ID: "eni-0d0000000000000201", Device: 1,
 	SubnetIPv4: subnetB, SubnetIPv6: subnetB6,
-	IPv4: addrList("100.64.2.10", "100.64.2.11", "100.64.2.12"), IPv6: addrList("2001:db8:0:2::10", "2001:db8:0:2::11")}
+	IPv4: vpcsim.Addrs("100.64.2.10", "100.64.2.11", "100.64.2.12"), IPv6: vpcsim.Addrs("2001:db8:0:2::10", "2001:db8:0:2::11")}
 
 func startHarness(t testing.TB, prefix string, mutate func(*config.Config)) *harness {
 	t.Helper()
@@ -76,7 +69,7 @@ func newVPC(t testing.TB, prefix string) *vpcsim.VPC {
 	must(t, vpc.AddSubnet(subnetA, subnetA6))
 	must(t, vpc.AddSubnet(subnetB, subnetB6))
 	must(t, vpc.LaunchPrimary(vpcsim.ENISpec{Name: "eth0", MAC: "02:ec:20:00:02:00", ID: "eni-0d0000000000000200",
-		SubnetIPv4: subnetA, IPv4: addrList("100.64.1.10", "100.64.1.11")}))
+		SubnetIPv4: subnetA, IPv4: vpcsim.Addrs("100.64.1.10", "100.64.1.11")}))
 	return vpc
 }
 
@@ -497,7 +490,7 @@ func TestReadyIsBoundedWhenIMDSIsDead(t *testing.T) {
 	vpc := vpcsim.NewForTest(t, "dmdead")
 	must(t, vpc.AddSubnet(subnetA, subnetA6))
 	must(t, vpc.LaunchPrimary(vpcsim.ENISpec{Name: "eth0", MAC: "02:ec:20:00:02:00", ID: "eni-0d0000000000000200",
-		SubnetIPv4: subnetA, IPv4: addrList("100.64.1.10")}))
+		SubnetIPv4: subnetA, IPv4: vpcsim.Addrs("100.64.1.10")}))
 	vpc.IMDS.SetFault("", fakeimds.Fault{Kind: fakeimds.FaultHang, Token: true})
 	start := time.Now()
 	h := startDaemon(t, vpc, func(c *config.Config) { c.ReadyTimeout = time.Second })

@@ -979,3 +979,13 @@ func (v *VPC) ConfigureWithoutPolicyRouting(mac string) error {
 	}
 	return nil
 }
+
+// Addrs parses addresses for ENISpec literals; it panics on a typo, which
+// in a test or the demo is the right place to stop.
+func Addrs(s ...string) []netip.Addr {
+	out := make([]netip.Addr, len(s))
+	for i, a := range s {
+		out[i] = netip.MustParseAddr(a)
+	}
+	return out
+}

@@ -47,13 +47,6 @@ var (
 	subnetB6 = netip.MustParsePrefix("2001:db8:0:2::/64")
 )
 
-func addrs(s ...string) []netip.Addr {
-	out := make([]netip.Addr, len(s))
-	for i, a := range s {
-		out[i] = netip.MustParseAddr(a)
-	}
-	return out
-}
 
 func demo(bin string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -79,18 +72,18 @@ func demo(bin string) error {
 		return err
 	}
 	primary := vpcsim.ENISpec{Name: "eth0", MAC: "02:ec:20:00:00:01", ID: "eni-0a000000000000001", Device: 0,
-		SubnetIPv4: subnetA, SubnetIPv6: subnetA6, IPv4: addrs("100.64.1.10", "100.64.1.11"), IPv6: addrs("2001:db8:0:1::10")}
+		SubnetIPv4: subnetA, SubnetIPv6: subnetA6, IPv4: vpcsim.Addrs("100.64.1.10", "100.64.1.11"), IPv6: vpcsim.Addrs("2001:db8:0:1::10")}
 	if err := vpc.LaunchPrimary(primary); err != nil {
 		return err
 	}
 	second := vpcsim.ENISpec{Name: "eth1", MAC: "02:ec:20:00:00:02", ID: "eni-0a000000000000002", Device: 1,
 		SubnetIPv4: subnetB, SubnetIPv6: subnetB6,
-		IPv4: addrs("100.64.2.10", "100.64.2.11", "100.64.2.12"), IPv6: addrs("2001:db8:0:2::10", "2001:db8:0:2::11")}
+		IPv4: vpcsim.Addrs("100.64.2.10", "100.64.2.11", "100.64.2.12"), IPv6: vpcsim.Addrs("2001:db8:0:2::10", "2001:db8:0:2::11")}
 	if err := vpc.Attach(second); err != nil {
 		return err
 	}
 	third := vpcsim.ENISpec{Name: "eth2", MAC: "02:ec:20:00:00:03", ID: "eni-0a000000000000003", Device: 2,
-		SubnetIPv4: subnetA, IPv4: addrs("100.64.1.20", "100.64.1.21"),
+		SubnetIPv4: subnetA, IPv4: vpcsim.Addrs("100.64.1.20", "100.64.1.21"),
 		IPv4Prefixes: []netip.Prefix{netip.MustParsePrefix("100.64.1.48/28")}}
 	if err := vpc.Attach(third); err != nil {
 		return err

@@ -56,13 +56,6 @@ var (
 	subnetB6 = netip.MustParsePrefix("2001:db8:0:2::/64")
 )
 
-func addrList(s ...string) []netip.Addr {
-	out := make([]netip.Addr, len(s))
-	for i, a := range s {
-		out[i] = netip.MustParseAddr(a)
-	}
-	return out
-}
 
 // bed is a simulated instance with a primary and two secondary ENIs: one
 // dual-stack with two IPv6 addresses in another subnet, one in the
@@ -84,12 +77,12 @@ func newBed(t testing.TB, prefix string) *bed {
 	must(t, vpc.AddSubnet(subnetB, subnetB6))
 	b := &bed{t: t, vpc: vpc, stateDir: t.TempDir()}
 	b.primary = vpcsim.ENISpec{Name: "eth0", MAC: "02:ec:20:00:01:00", ID: "eni-0e2e0000000000100", Device: 0,
-		SubnetIPv4: subnetA, IPv4: addrList("100.64.1.10", "100.64.1.11", "100.64.1.12")}
+		SubnetIPv4: subnetA, IPv4: vpcsim.Addrs("100.64.1.10", "100.64.1.11", "100.64.1.12")}
 	b.eth1 = vpcsim.ENISpec{Name: "eth1", MAC: "02:ec:20:00:01:01", ID: "eni-0e2e0000000000101", Device: 1,
 		SubnetIPv4: subnetB, SubnetIPv6: subnetB6,
-		IPv4: addrList("100.64.2.10", "100.64.2.11", "100.64.2.12"), IPv6: addrList("2001:db8:0:2::10", "2001:db8:0:2::11")}
+		IPv4: vpcsim.Addrs("100.64.2.10", "100.64.2.11", "100.64.2.12"), IPv6: vpcsim.Addrs("2001:db8:0:2::10", "2001:db8:0:2::11")}
 	b.eth2 = vpcsim.ENISpec{Name: "eth2", MAC: "02:ec:20:00:01:02", ID: "eni-0e2e0000000000102", Device: 2,
-		SubnetIPv4: subnetA, IPv4: addrList("100.64.1.20", "100.64.1.21", "100.64.1.22"),
+		SubnetIPv4: subnetA, IPv4: vpcsim.Addrs("100.64.1.20", "100.64.1.21", "100.64.1.22"),
 		IPv4Prefixes: []netip.Prefix{netip.MustParsePrefix("100.64.1.48/28")}}
 	must(t, vpc.LaunchPrimary(b.primary))
 	must(t, vpc.Attach(b.eth1))
@@ -392,7 +385,7 @@ func TestApplyReportsPendingENIWithExit2(t *testing.T) {
 	b := newBed(t, "e2epen")
 	b.vpc.IMDS.SetPropagation(time.Hour, "subnet-ipv4-cidr-block")
 	eth3 := vpcsim.ENISpec{Name: "eth3", MAC: "02:ec:20:00:01:03", ID: "eni-0e2e0000000000103", Device: 3,
-		SubnetIPv4: subnetB, IPv4: addrList("100.64.2.30")}
+		SubnetIPv4: subnetB, IPv4: vpcsim.Addrs("100.64.2.30")}
 	must(t, b.vpc.Attach(eth3))
 	out, code := b.ec2net("apply", "--wait", "1s")
 	if code != 2 {
