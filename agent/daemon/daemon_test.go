@@ -37,7 +37,6 @@ var (
 	subnetB6 = netip.MustParsePrefix("2001:db8:0:2::/64")
 )
 
-
 // harness is a simulated VPC with a running daemon.
 type harness struct {
 	t       testing.TB

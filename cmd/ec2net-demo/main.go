@@ -47,7 +47,6 @@ var (
 	subnetB6 = netip.MustParsePrefix("2001:db8:0:2::/64")
 )
 
-
 func demo(bin string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

@@ -56,7 +56,6 @@ var (
 	subnetB6 = netip.MustParsePrefix("2001:db8:0:2::/64")
 )
 
-
 // bed is a simulated instance with a primary and two secondary ENIs: one
 // dual-stack with two IPv6 addresses in another subnet, one in the
 // primary's subnet with a delegated IPv4 prefix; three IPv4 addresses each.
