@@ -25,7 +25,10 @@ test: build
 	@mkdir -p .cache
 	@set -o pipefail; \
 	$(GO) test -count=1 -v -timeout 30m ./... 2>&1 | tee .cache/test.log | \
-		grep -E '^(ok |FAIL|--- FAIL|--- SKIP|panic:|\s+.*_test\.go:[0-9]+:)' ; status=$${PIPESTATUS[0]}; \
+		grep -E '^(ok |FAIL|--- FAIL|--- SKIP|panic:)|exposure [0-9]' ; status=$${PIPESTATUS[0]}; \
+	if [ $$status -ne 0 ]; then \
+		echo "== what failed (full log: .cache/test.log)"; grep -E -B40 '^\s*--- FAIL|^panic:' .cache/test.log | tail -400; \
+	fi; \
 	pass=$$(grep -cE '^\s*--- PASS' .cache/test.log); fail=$$(grep -cE '^\s*--- FAIL' .cache/test.log); \
 	skip=$$(grep -cE '^\s*--- SKIP' .cache/test.log); \
 	echo "tests: $$pass passed, $$fail failed, $$skip skipped"; \

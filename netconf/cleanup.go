@@ -113,10 +113,15 @@ type ENIStatus struct {
 }
 
 // Status reports, per ENI, what IMDS says against what the kernel has. It
-// makes no writes.
+// makes no writes. A nil snap (IMDS could not be read) still reports the
+// kernel side of every ENI ec2net has configured, with state "unknown".
 func (r *Reconciler) Status(snap *imds.Snapshot, cfg config.Config) ([]ENIStatus, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	noIMDS := snap == nil
+	if noIMDS {
+		snap = &imds.Snapshot{}
+	}
 	p, err := r.compute(snap, cfg, true)
 	if err != nil {
 		return nil, err
@@ -179,6 +184,14 @@ func (r *Reconciler) Status(snap *imds.Snapshot, cfg config.Config) ([]ENIStatus
 			Reason: "not in IMDS; link present, kept until removal is confirmed"}
 		if l := p.k.byMAC[mac]; l != nil {
 			s.Link = l.Name
+			if noIMDS {
+				s.State, s.Reason = "unknown", "IMDS not read: kernel side only"
+			}
+			for _, a := range p.k.addrs[l.Index] {
+				if !a.prefix.Addr().IsLinkLocalUnicast() {
+					s.LinkAddrs = append(s.LinkAddrs, a.prefix.Addr())
+				}
+			}
 		} else {
 			s.State, s.Reason = "absent", "not in IMDS and link gone: owned rules and routes are orphans"
 		}

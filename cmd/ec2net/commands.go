@@ -140,7 +140,7 @@ func (e *env) status(ctx context.Context, stdout, stderr io.Writer, asJSON bool)
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%s\t%s\t%d/%d\t%s\n",
 				nameOr(r.Link, "-"), r.MAC, orDash(r.ENIID), r.Card, r.Device, table,
-				addrCoverage(r.IMDSAddrs, r.LinkAddrs), r.RulesPresent, r.RulesWanted, state)
+				addrColumn(r), r.RulesPresent, r.RulesWanted, state)
 		}
 		tw.Flush()
 		var parts []string
@@ -181,6 +181,13 @@ func (e *env) cleanup(stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "ec2net cleanup: removed %d objects, %d netlink writes\n", n, res.Writes)
 	return code
+}
+
+func addrColumn(r netconf.ENIStatus) string {
+	if r.State == "unknown" && len(r.IMDSAddrs) == 0 {
+		return fmt.Sprintf("%d on link", len(r.LinkAddrs))
+	}
+	return addrCoverage(r.IMDSAddrs, r.LinkAddrs)
 }
 
 // addrCoverage is "on link/in IMDS", naming the IMDS addresses missing

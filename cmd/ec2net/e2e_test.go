@@ -434,3 +434,60 @@ func TestApplyWithOnlyCapNetAdmin(t *testing.T) {
 		t.Errorf("apply without CAP_NET_ADMIN: exit %d, want 1 and a line naming CAP_NET_ADMIN:\n%s", code, out)
 	}
 }
+
+// IMDS over IPv6 (fd00:ec2::254), as on Nitro instances with the IPv6
+// endpoint turned on: --imds-endpoint-mode ipv6, no explicit endpoint.
+func TestApplyOverIPv6MetadataEndpoint(t *testing.T) {
+	nsutil.RequireRoot(t)
+	vpc := vpcsim.NewForTest(t, "e2ev6")
+	must(t, vpc.AddSubnet(subnetA, subnetA6))
+	must(t, vpc.AddSubnet(subnetB, subnetB6))
+	must(t, vpc.LaunchPrimary(vpcsim.ENISpec{Name: "eth0", MAC: "02:ec:20:00:06:00", ID: "eni-0e2e0000000000600",
+		SubnetIPv4: subnetA, SubnetIPv6: subnetA6, IPv4: vpcsim.Addrs("100.64.1.10"), IPv6: vpcsim.Addrs("2001:db8:0:1::10")}))
+	eth1 := vpcsim.ENISpec{Name: "eth1", MAC: "02:ec:20:00:06:01", ID: "eni-0e2e0000000000601", Device: 1,
+		SubnetIPv4: subnetB, SubnetIPv6: subnetB6, IPv4: vpcsim.Addrs("100.64.2.10"), IPv6: vpcsim.Addrs("2001:db8:0:2::10")}
+	must(t, vpc.Attach(eth1))
+	// Make the IPv4 endpoint unreachable from the instance: only the IPv6
+	// endpoint can succeed.
+	if out, err := vpc.Exec(vpc.Instance, "ip", "route", "add", "blackhole", "169.254.169.254/32"); err != nil {
+		t.Fatalf("blackhole the IPv4 endpoint: %v: %s", err, out)
+	}
+	vpc.IMDS.ResetCounters()
+	out, err := exec.Command("ip", "netns", "exec", vpc.Instance, ec2netBin, "apply", "--imds-endpoint-mode", "ipv6",
+		"--state-dir", t.TempDir(), "--config", "/dev/null", "--wait", "10s").CombinedOutput()
+	t.Logf("ec2net apply --imds-endpoint-mode ipv6:\n%s", out)
+	if err != nil {
+		t.Fatalf("apply over the IPv6 endpoint: %v", err)
+	}
+	if out, err := vpc.Exec(vpc.Instance, "ip", "route", "del", "blackhole", "169.254.169.254/32"); err != nil {
+		t.Fatalf("undo the blackhole: %v: %s", err, out)
+	}
+	b := &bed{t: t, vpc: vpc}
+	b.assertTraffic(append(eth1.IPv4, eth1.IPv6...))
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := vpc.ProbeIMDSIPv6(ctx); err != nil {
+		t.Errorf("IPv6 IMDS endpoint unreachable after apply: %v", err)
+	}
+	if vpc.IMDS.TotalRequests() == 0 {
+		t.Errorf("the fake IMDS saw no request")
+	}
+}
+
+// status is what an SRE runs when something is wrong: with IMDS turned off
+// it still shows the kernel side, says why in one line, and exits 1.
+func TestStatusWithIMDSDownStillShowsTheKernel(t *testing.T) {
+	b := newBed(t, "e2esdn")
+	if _, code := b.ec2net("apply", "--wait", "10s"); code != 0 {
+		t.Fatalf("apply exit %d", code)
+	}
+	b.vpc.IMDS.SetFault("", fakeimds.Fault{Kind: fakeimds.Fault403, Token: true})
+	out, code := b.ec2net("status")
+	if code != 1 || !strings.Contains(out, "IMDS is turned off") || !strings.Contains(out, "eth1") {
+		t.Errorf("status with IMDS off: exit %d\n%s", code, out)
+	}
+	// And nothing was removed because of it.
+	if n := strings.Count(b.ownedRules(), "proto 236"); n != len(b.secondaryAddrs())+1 {
+		t.Errorf("%d owned rules after status with IMDS off, want %d", n, len(b.secondaryAddrs())+1)
+	}
+}
