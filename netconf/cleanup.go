@@ -29,16 +29,7 @@ func (r *Reconciler) Cleanup() (*Result, error) {
 	if err := r.readTables(k, r.interestingTables(k, p.state)); err != nil {
 		return nil, err
 	}
-	for mac, se := range p.state.ENIs {
-		if se.Table != 0 {
-			p.tableOwner[se.Table] = mac
-		}
-		for _, s := range se.Local {
-			if pf, err := netip.ParsePrefix(s); err == nil {
-				p.localOwner[pf] = mac
-			}
-		}
-	}
+	p.attributeRecorded()
 	for i := range k.rules {
 		if kr := &k.rules[i]; kr.proto == Protocol {
 			p.add(delRuleChange(k, kr, p.tableOwner[kr.table]))

@@ -534,16 +534,7 @@ func (r *Reconciler) diff(p *pass) {
 		e := &st.ENIs[i]
 		p.eniByMAC[e.MAC] = e
 	}
-	for mac, se := range p.state.ENIs {
-		if se.Table != 0 {
-			p.tableOwner[se.Table] = mac
-		}
-		for _, s := range se.Local {
-			if pf, err := netip.ParsePrefix(s); err == nil {
-				p.localOwner[pf] = mac
-			}
-		}
-	}
+	p.attributeRecorded()
 	for i := range st.ENIs {
 		e := &st.ENIs[i]
 		if e.Table != 0 {
@@ -1007,4 +998,19 @@ func delOwnedAddr(mac, link string, index int, pf netip.Prefix, s string) Change
 				e.Addrs = removeString(e.Addrs, s)
 			}
 		}}
+}
+
+// attributeRecorded attributes tables and local routes to the ENIs the
+// state file says they were created for.
+func (p *pass) attributeRecorded() {
+	for mac, se := range p.state.ENIs {
+		if se.Table != 0 {
+			p.tableOwner[se.Table] = mac
+		}
+		for _, s := range se.Local {
+			if pf, err := netip.ParsePrefix(s); err == nil {
+				p.localOwner[pf] = mac
+			}
+		}
+	}
 }
