@@ -103,6 +103,8 @@ func Run(ctx context.Context, o Options) error {
 		}
 		h.Close()
 	}
+	// On return: cancel first (deferred last), so that the IMDS worker and
+	// the netlink subscriptions stop, then wait for the worker.
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel()
@@ -110,9 +112,8 @@ func Run(ctx context.Context, o Options) error {
 }
 
 type readResult struct {
-	snap    *imds.Snapshot
-	err     error
-	initial bool
+	snap *imds.Snapshot
+	err  error
 }
 
 type loop struct {
@@ -268,7 +269,7 @@ func (d *loop) startRead(ctx context.Context, wg *sync.WaitGroup, initial bool) 
 			snap, err = ConfirmRemovals(ctx, d.o.IMDS, d.o.Reconciler, d.o.Config, snap, nil)
 		}
 		select {
-		case d.readRes <- readResult{snap: snap, err: err, initial: initial}:
+		case d.readRes <- readResult{snap: snap, err: err}:
 		case <-ctx.Done():
 		}
 	}()
