@@ -370,16 +370,25 @@ func TestIMDSOutageRemovesNothing(t *testing.T) {
 	rulesBefore := len(h.ownedRules())
 
 	late := netip.MustParseAddr("100.64.2.30")
-	faults := []fakeimds.FaultKind{fakeimds.Fault500, fakeimds.FaultHang, fakeimds.FaultGarbage, fakeimds.Fault404, fakeimds.Fault429}
+	// Five global failure modes, then a 404 on one ENI's address list only
+	// (the read that, taken at face value, says "no IPv4 addresses").
+	type phase struct {
+		path  string
+		fault fakeimds.FaultKind
+	}
+	phases := []phase{{"", fakeimds.Fault500}, {"", fakeimds.FaultHang}, {"", fakeimds.FaultGarbage},
+		{"", fakeimds.Fault404}, {"", fakeimds.Fault429},
+		{"network/interfaces/macs/" + eth1.MAC + "/local-ipv4s", fakeimds.Fault404}}
+	const each = 5 * time.Second
 	start := time.Now()
 	failed := 0
-	phase := -1
-	for time.Since(start) < 30*time.Second {
-		p := int(time.Since(start) / (6 * time.Second))
-		if p != phase && p < len(faults) {
-			phase = p
-			h.vpc.IMDS.SetFault("", fakeimds.Fault{Kind: faults[p], Token: p%2 == 0})
-			t.Logf("outage phase %d: %v", p, faults[p])
+	current := -1
+	for time.Since(start) < time.Duration(len(phases))*each {
+		if p := int(time.Since(start) / each); p != current {
+			current = p
+			h.vpc.IMDS.ClearFaults()
+			h.vpc.IMDS.SetFault(phases[p].path, fakeimds.Fault{Kind: phases[p].fault, Token: p%2 == 0 && phases[p].path == ""})
+			t.Logf("outage phase %d: %v on %q", p, phases[p].fault, phases[p].path)
 			if p == 2 {
 				must(t, h.vpc.AssignIPv4(eth1.MAC, late))
 			}
@@ -388,11 +397,11 @@ func TestIMDSOutageRemovesNothing(t *testing.T) {
 		for _, a := range addrs {
 			if err := h.probeBoth(a); err != nil {
 				failed++
-				t.Errorf("probe failed during outage (%v): %v", faults[phase], err)
+				t.Errorf("probe failed during outage phase %d: %v", current, err)
 			}
 		}
 		if n := len(h.ownedRules()); n < rulesBefore {
-			t.Fatalf("rules removed during the outage: %d -> %d", rulesBefore, n)
+			t.Fatalf("rules removed during the outage (phase %d): %d -> %d", current, rulesBefore, n)
 		}
 		if d := time.Second - time.Since(tick); d > 0 {
 			time.Sleep(d) // probe cadence, not synchronisation

@@ -185,6 +185,9 @@ func TestEvaluate(t *testing.T) {
 			e.SubnetIPv4, e.IPv4, e.IPv4Prefixes, e.IPv4LinkLocal = netip.Prefix{}, nil, nil, addrs("169.254.0.1")
 		}, false, Complete},
 		{"no addresses", func(e *ENI) { e.IPv4, e.IPv6 = nil, nil }, false, Pending},
+		// A 404 on local-ipv4s in a subnet with an IPv4 CIDR is lag, not
+		// "its IPv4 addresses are gone" (which would start their removal).
+		{"IPv4 subnet but no IPv4 listed", func(e *ENI) { e.IPv4 = nil }, false, Pending},
 		{"IPv4 outside", func(e *ENI) { e.IPv4 = addrs("100.64.2.10", "100.64.3.1") }, false, Invalid},
 		{"IPv6 outside", func(e *ENI) { e.IPv6 = addrs("2001:db8:0:3::1") }, false, Invalid},
 		{"IPv4 prefix outside", func(e *ENI) { e.IPv4Prefixes = prefixes("100.64.3.0/28") }, false, Invalid},

@@ -501,6 +501,11 @@ func evaluate(e *ENI, anyCard bool) {
 		e.State, e.Reason = Pending, "IPv4 addresses but no subnet-ipv4-cidr-block (not yet propagated)"
 	case (len(e.IPv6) > 0 || len(e.IPv6Prefixes) > 0) && len(e.SubnetIPv6) == 0:
 		e.State, e.Reason = Pending, "IPv6 addresses but no subnet-ipv6-cidr-blocks (not yet propagated)"
+	case e.SubnetIPv4.IsValid() && len(e.IPv4) == 0:
+		// An ENI in a subnet with an IPv4 CIDR always has a primary
+		// private IPv4; a 404 on local-ipv4s then is lag (or a fault),
+		// never evidence that its IPv4 addresses are gone.
+		e.State, e.Reason = Pending, "subnet has an IPv4 CIDR but local-ipv4s lists nothing (not yet propagated)"
 	case len(e.IPv4) == 0 && len(e.IPv6) == 0:
 		// Every ENI has a primary address; none listed means IMDS has
 		// not caught up (or an EFA-only ENI, which has nothing to set up).
