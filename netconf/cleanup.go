@@ -17,6 +17,11 @@ import (
 func (r *Reconciler) Cleanup() (*Result, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	unlock, err := r.lockState(true)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	if r.w == nil {
 		return nil, errors.New("netconf: reconciler closed")
 	}
@@ -109,6 +114,11 @@ type ENIStatus struct {
 func (r *Reconciler) Status(snap *imds.Snapshot, cfg config.Config) ([]ENIStatus, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	unlock, err := r.lockState(false)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	noIMDS := snap == nil
 	if noIMDS {
 		snap = &imds.Snapshot{}

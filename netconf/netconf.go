@@ -57,6 +57,7 @@ type Reconciler struct {
 	links    *rawDumper // link dumps
 	strict   *rawDumper // route dumps the kernel filters (strict checking)
 	ethFD    int
+	lockFD   int // <stateDir>/lock: serialises ec2net processes in one namespace
 	stateDir string
 	log      *zap.Logger
 	state    *stateFile
@@ -77,7 +78,7 @@ func New(o Options) (*Reconciler, error) {
 		defer cur.Close()
 		ns = cur
 	}
-	r := &Reconciler{ethFD: -1, log: o.Logger, reported: map[string]bool{}}
+	r := &Reconciler{ethFD: -1, lockFD: -1, log: o.Logger, reported: map[string]bool{}}
 	if r.log == nil {
 		r.log = zap.NewNop()
 	}
@@ -92,15 +93,12 @@ func New(o Options) (*Reconciler, error) {
 	if err := os.MkdirAll(r.stateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("netconf: state dir: %w", err)
 	}
-	st, err := loadState(r.stateDir)
+	lockFD, err := unix.Open(filepath.Join(r.stateDir, "lock"), unix.O_RDWR|unix.O_CREAT|unix.O_CLOEXEC, 0o600)
 	if err != nil {
-		// Unreadable state loses only the record of which addresses
-		// ec2net added: they are then never deleted, the safe side.
-		r.log.Warn("state file unreadable, starting empty", zap.Error(err))
-		st = newState()
+		return nil, fmt.Errorf("netconf: state lock: %w", err)
 	}
-	st.prune()
-	r.state = st
+	r.lockFD = lockFD
+	r.loadState()
 	w, err := newNLWriter(ns)
 	if err != nil {
 		return nil, fmt.Errorf("netconf: netlink socket: %w", err)
@@ -146,7 +144,50 @@ func (r *Reconciler) Close() error {
 		unix.Close(r.ethFD)
 		r.ethFD = -1
 	}
+	if r.lockFD >= 0 {
+		unix.Close(r.lockFD)
+		r.lockFD = -1
+	}
 	return nil
+}
+
+// lockState takes the namespace's state lock (shared for reading passes,
+// exclusive for passes that write) and reloads the state file, so that
+// the daemon and a concurrent `ec2net apply` or `cleanup` in the same
+// namespace take turns and each starts from the other's records. The
+// returned function releases the lock.
+func (r *Reconciler) lockState(exclusive bool) (func(), error) {
+	if r.lockFD < 0 {
+		return nil, errors.New("netconf: reconciler closed")
+	}
+	how := unix.LOCK_SH
+	if exclusive {
+		how = unix.LOCK_EX
+	}
+	for {
+		err := unix.Flock(r.lockFD, how)
+		if err == nil {
+			break
+		}
+		if err != unix.EINTR {
+			return nil, fmt.Errorf("netconf: state lock: %w", err)
+		}
+	}
+	r.loadState()
+	fd := r.lockFD
+	return func() { _ = unix.Flock(fd, unix.LOCK_UN) }, nil
+}
+
+func (r *Reconciler) loadState() {
+	st, err := loadState(r.stateDir)
+	if err != nil {
+		// Unreadable state loses only the record of which addresses
+		// ec2net added: they are then never deleted, the safe side.
+		r.log.Warn("state file unreadable, starting empty", zap.Error(err))
+		st = newState()
+	}
+	st.prune()
+	r.state = st
 }
 
 // StateDir returns the directory of the state file.
@@ -252,6 +293,11 @@ var ErrForeignInTheWay = errors.New("a foreign route is in the way")
 func (r *Reconciler) Plan(snap *imds.Snapshot, cfg config.Config) (*Plan, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	unlock, err := r.lockState(false)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	p, err := r.compute(snap, cfg, true)
 	if err != nil {
 		return nil, err
@@ -265,6 +311,11 @@ func (r *Reconciler) Plan(snap *imds.Snapshot, cfg config.Config) (*Plan, error)
 func (r *Reconciler) Apply(snap *imds.Snapshot, cfg config.Config) (*Result, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	unlock, err := r.lockState(true)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	p, err := r.compute(snap, cfg, false)
 	if err != nil {
 		return nil, err

@@ -404,8 +404,9 @@ func TestStateFileAtomicAndPrivate(t *testing.T) {
 	if err != nil || fi.Mode().Perm() != 0o700 {
 		t.Fatalf("state dir: %v %v", fi.Mode(), err)
 	}
+	// The state file and the lock, no temporary files left behind.
 	ents, _ := os.ReadDir(dir)
-	if len(ents) != 1 || ents[0].Name() != stateFileName {
+	if len(ents) != 2 || ents[0].Name() != "lock" || ents[1].Name() != stateFileName {
 		t.Errorf("state dir holds %v", ents)
 	}
 	st, err := loadState(dir)
