@@ -17,6 +17,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -57,6 +59,26 @@ type Options struct {
 // one refresh interval while one read alone is never enough.
 const confirmDelay = 2 * time.Second
 
+// PIDFile is where a running daemon records its pid, in the state directory
+// of its namespace.
+func PIDFile(stateDir string) string { return filepath.Join(stateDir, "daemon.pid") }
+
+// Running returns the pid of a daemon running with this state directory, or 0.
+func Running(stateDir string) int {
+	b, err := os.ReadFile(PIDFile(stateDir))
+	if err != nil {
+		return 0
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 || pid == os.Getpid() {
+		return 0
+	}
+	if err := syscall.Kill(pid, 0); err != nil && err != syscall.EPERM {
+		return 0
+	}
+	return pid
+}
+
 // Run runs the daemon until ctx is cancelled (SIGTERM). It leaves the
 // configuration in place when it returns.
 func Run(ctx context.Context, o Options) error {
@@ -75,6 +97,14 @@ func Run(ctx context.Context, o Options) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+
+	// Let `ec2net cleanup` in this namespace know that a daemon would put
+	// everything back.
+	pidFile := PIDFile(o.Reconciler.StateDir())
+	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600); err != nil {
+		o.Logger.Warn("cannot write pid file", zap.Error(err))
+	}
+	defer os.Remove(pidFile)
 
 	events, err := subscribe(ctx, o.NetNS, o.Logger)
 	if err != nil {

@@ -162,6 +162,9 @@ func (e *env) status(ctx context.Context, stdout, stderr io.Writer, asJSON bool)
 }
 
 func (e *env) cleanup(stdout, stderr io.Writer) int {
+	if pid := daemon.Running(e.rec.StateDir()); pid != 0 {
+		fmt.Fprintf(stderr, "ec2net: note: ec2net run (pid %d) manages this namespace and will restore what cleanup removes; stop it first (systemctl stop ec2net)\n", pid)
+	}
 	res, err := e.rec.Cleanup()
 	if err != nil {
 		fmt.Fprintf(stderr, "ec2net: %s\n", explain(err, e.cfg))

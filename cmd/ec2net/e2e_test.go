@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -490,4 +491,44 @@ func TestStatusWithIMDSDownStillShowsTheKernel(t *testing.T) {
 	if n := strings.Count(b.ownedRules(), "proto 236"); n != len(b.secondaryAddrs())+1 {
 		t.Errorf("%d owned rules after status with IMDS off, want %d", n, len(b.secondaryAddrs())+1)
 	}
+}
+
+// `ec2net run` as a process: it configures the cold-attached ENIs, a
+// cleanup run beside it is warned (and undone by the daemon's repair), and
+// SIGTERM ends it promptly with the configuration left in place.
+func TestRunProcessCleanupWarningAndSIGTERM(t *testing.T) {
+	b := newBed(t, "e2erun")
+	var logs strings.Builder
+	cmd := exec.Command("ip", "netns", "exec", b.vpc.Instance, ec2netBin, "run",
+		"--imds-endpoint", "http://169.254.169.254", "--state-dir", b.stateDir, "--config", "/dev/null")
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	must(t, cmd.Start())
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer func() {
+		_ = cmd.Process.Kill()
+		t.Logf("daemon log:\n%s", logs.String())
+	}()
+	want := len(b.secondaryAddrs()) + 1 // + eth2's delegated prefix
+	waitFor(t, 15*time.Second, func() bool { return strings.Count(b.ownedRules(), "proto 236") == want })
+
+	out, _ := b.ec2net("cleanup")
+	if !strings.Contains(out, "will restore what cleanup removes") {
+		t.Errorf("cleanup beside a running daemon did not warn:\n%s", out)
+	}
+	waitFor(t, 15*time.Second, func() bool { return strings.Count(b.ownedRules(), "proto 236") == want })
+
+	must(t, cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Errorf("daemon exit after SIGTERM: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("daemon still running 5s after SIGTERM")
+	}
+	if n := strings.Count(b.ownedRules(), "proto 236"); n != want {
+		t.Errorf("%d owned rules after SIGTERM, want %d (configuration left in place)", n, want)
+	}
+	b.assertTraffic(b.secondaryAddrs())
 }
