@@ -24,7 +24,7 @@ demo: build
 test: build
 	@mkdir -p .cache
 	@set -o pipefail; \
-	$(GO) test -count=1 -v -timeout 30m ./... 2>&1 | tee .cache/test.log | \
+	$(GO) test -race -count=1 -v -timeout 30m ./... 2>&1 | tee .cache/test.log | \
 		grep -E '^(ok |FAIL|--- FAIL|--- SKIP|panic:)|exposure [0-9]' ; status=$${PIPESTATUS[0]}; \
 	if [ $$status -ne 0 ]; then \
 		echo "== what failed (full log: .cache/test.log)"; grep -E -B40 '^\s*--- FAIL|^panic:' .cache/test.log | tail -400; \
