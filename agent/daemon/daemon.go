@@ -106,7 +106,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	defer os.Remove(pidFile)
 
-	events, err := subscribe(ctx, o.NetNS, o.Logger)
+	events, err := subscribeEvents(ctx, o.NetNS, o.Logger)
 	if err != nil {
 		return fmt.Errorf("subscribe to netlink events: %w", err)
 	}
@@ -246,22 +246,40 @@ func (d *loop) run(ctx context.Context, ev *eventStreams, sigs <-chan os.Signal,
 			}
 
 		case u, ok := <-ev.links:
-			if !ok {
-				return errors.New("netlink link subscription closed")
+			lost := !ok
+			var readNeeded, applyNeeded bool
+			if ok {
+				readNeeded, applyNeeded = d.linkEvent(u)
 			}
-			readNeeded, applyNeeded := d.linkEvent(u)
 			// Coalesce: take every event already queued before acting.
-			for drained := false; !drained; {
+			for drained := lost; !drained; {
 				select {
 				case u, ok := <-ev.links:
 					if !ok {
-						return errors.New("netlink link subscription closed")
+						lost, drained = true, true
+						break
 					}
 					r, a := d.linkEvent(u)
 					readNeeded, applyNeeded = readNeeded || r, applyNeeded || a
 				default:
 					drained = true
 				}
+			}
+			if lost {
+				if ctx.Err() != nil {
+					continue // shutting down: ctx.Done is next
+				}
+				// The socket failed (ENOBUFS after an event storm, say):
+				// events may have been lost. Subscribe again and re-read
+				// everything rather than trust what we know.
+				ev.close()
+				d.log.Warn("netlink event subscription failed; resubscribing and re-reading")
+				next, err := subscribeEvents(ctx, d.o.NetNS, d.log)
+				if err != nil {
+					return fmt.Errorf("resubscribe to netlink events: %w", err)
+				}
+				ev = next
+				readNeeded, applyNeeded = true, true
 			}
 			if applyNeeded {
 				d.apply("link change")

@@ -26,6 +26,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"go.uber.org/goleak"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 	"golang.org/x/sys/unix"
 )
@@ -522,4 +523,47 @@ func countFDs(t testing.TB) int {
 	ents, err := os.ReadDir("/proc/self/fd")
 	must(t, err)
 	return len(ents)
+}
+
+// If the netlink socket fails (ENOBUFS after an event storm, say), events
+// may have been lost: the daemon subscribes again and re-reads, instead of
+// exiting or carrying on deaf.
+func TestFailedSubscriptionIsReplaced(t *testing.T) {
+	var mu sync.Mutex
+	calls := 0
+	failed := make(chan struct{})
+	subscribeEvents = func(ctx context.Context, ns netns.NsHandle, log *zap.Logger) (*eventStreams, error) {
+		mu.Lock()
+		calls++
+		n := calls
+		mu.Unlock()
+		if n > 1 {
+			return subscribe(ctx, ns, log)
+		}
+		// The first subscription fails as soon as the test says so.
+		ev := &eventStreams{links: make(chan linkEvent), deletions: make(chan struct{}, 1), close: func() {}}
+		go func() {
+			select {
+			case <-failed:
+				close(ev.links)
+			case <-ctx.Done():
+			}
+		}()
+		return ev, nil
+	}
+	t.Cleanup(func() { subscribeEvents = subscribe })
+
+	h := startHarness(t, "dmsub", func(c *config.Config) { c.RefreshInterval = time.Hour })
+	close(failed)
+	eventually(t, 5*time.Second, "resubscribed", func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if calls < 2 {
+			return fmt.Errorf("%d subscriptions", calls)
+		}
+		return nil
+	})
+	// Refresh is an hour away: only the new subscription can see this.
+	must(t, h.vpc.Attach(eth1))
+	eventually(t, 10*time.Second, "hot attach seen through the new subscription", h.allPass(allAddrs(eth1)))
 }

@@ -24,22 +24,37 @@ type linkEvent struct {
 type eventStreams struct {
 	links     chan linkEvent
 	deletions chan struct{} // an address, route or rule was deleted
+	close     func()        // closes the sockets (also done when ctx ends)
 }
+
+// subscribeEvents is subscribe, replaceable by tests that make the socket fail.
+var subscribeEvents = subscribe
 
 // subscribe opens netlink subscriptions inside ns. They close when ctx is
 // done. Link events are forwarded one by one (the loop coalesces);
 // deletions are collapsed into a single pending signal.
-func subscribe(ctx context.Context, ns netns.NsHandle, log *zap.Logger) (*eventStreams, error) {
+func subscribe(ctx context.Context, ns netns.NsHandle, log *zap.Logger) (_ *eventStreams, err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer func() {
+		if err != nil {
+			cancel()
+		}
+	}()
 	ev := &eventStreams{
 		links:     make(chan linkEvent, 256),
 		deletions: make(chan struct{}, 1),
+		close:     cancel,
 	}
 	done := ctx.Done()
 	var nsOpt *netns.NsHandle // nil: the current namespace, no setns
 	if h := nsutil.ForNetlink(ns); h.IsOpen() {
 		nsOpt = &h
 	}
-	onErr := func(err error) { log.Warn("netlink subscription error", zap.Error(err)) }
+	onErr := func(err error) {
+		if ctx.Err() == nil { // errors from closing our own sockets are expected
+			log.Warn("netlink subscription error", zap.Error(err))
+		}
+	}
 
 	links := make(chan netlink.LinkUpdate, 256)
 	if err := netlink.LinkSubscribeWithOptions(links, done, netlink.LinkSubscribeOptions{
