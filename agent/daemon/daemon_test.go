@@ -164,8 +164,13 @@ func eventually(t testing.TB, within time.Duration, what string, cond func() err
 	}
 }
 
+// probeTimeout bounds one probe. A working path answers in about a
+// millisecond; the margin is for a CI machine loaded by parallel packages
+// (a false failure, not a false pass, is what a short timeout risks).
+const probeTimeout = 3 * time.Second
+
 func (h *harness) probeOut(a netip.Addr) error {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
 	defer cancel()
 	res, err := h.vpc.ProbeTCP(ctx, a)
 	if err != nil {
@@ -181,7 +186,7 @@ func (h *harness) probeBoth(a netip.Addr) error {
 	if err := h.probeOut(a); err != nil {
 		return fmt.Errorf("outbound from %s: %w", a, err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
 	defer cancel()
 	if _, err := h.vpc.ProbeInbound(ctx, a); err != nil {
 		return fmt.Errorf("inbound to %s: %w", a, err)
