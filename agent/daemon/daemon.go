@@ -189,7 +189,7 @@ func (d *loop) run(ctx context.Context, ev *eventStreams, sigs <-chan os.Signal,
 	}
 
 	d.log.Info("ec2net starting", zap.String("version", d.o.Version), zap.Duration("refresh", cfg.RefreshInterval))
-	d.startRead(ctx, wg, true)
+	d.startRead(ctx, wg)
 
 	for {
 		select {
@@ -242,7 +242,7 @@ func (d *loop) run(ctx context.Context, ev *eventStreams, sigs <-chan os.Signal,
 			d.handleRead(ctx, r, retry)
 			if d.readAgain {
 				d.readAgain = false
-				d.startRead(ctx, wg, false)
+				d.startRead(ctx, wg)
 			}
 
 		case u, ok := <-ev.links:
@@ -302,10 +302,12 @@ func (d *loop) run(ctx context.Context, ev *eventStreams, sigs <-chan os.Signal,
 	}
 }
 
-// startRead runs one IMDS read in the worker. initial reads also confirm
-// planned removals with a second read (there is no history yet).
-func (d *loop) startRead(ctx context.Context, wg *sync.WaitGroup, initial bool) {
+// startRead runs one IMDS read in the worker. Until a read has succeeded
+// (at start, or while IMDS has been down since) there is no history of
+// earlier reads, so a planned removal is confirmed with a second read.
+func (d *loop) startRead(ctx context.Context, wg *sync.WaitGroup) {
 	d.reading = true
+	initial := d.last == nil
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -328,7 +330,7 @@ func (d *loop) requestRead(ctx context.Context, wg *sync.WaitGroup) {
 		d.readAgain = true
 		return
 	}
-	d.startRead(ctx, wg, false)
+	d.startRead(ctx, wg)
 }
 
 func (d *loop) handleRead(ctx context.Context, r readResult, retry *idleTimer) {
