@@ -15,16 +15,11 @@ import (
 // routes carrying Protocol, addresses recorded in the state file) and
 // nothing else. The state file is emptied of what was removed.
 func (r *Reconciler) Cleanup() (*Result, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	unlock, err := r.lockState(true)
+	end, err := r.begin(true)
 	if err != nil {
 		return nil, err
 	}
-	defer unlock()
-	if r.w == nil {
-		return nil, errors.New("netconf: reconciler closed")
-	}
+	defer end()
 	k, err := r.read(nil)
 	if err != nil {
 		return nil, err
@@ -112,13 +107,11 @@ type ENIStatus struct {
 // makes no writes. A nil snap (IMDS could not be read) still reports the
 // kernel side of every ENI ec2net has configured, with state "unknown".
 func (r *Reconciler) Status(snap *imds.Snapshot, cfg config.Config) ([]ENIStatus, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	unlock, err := r.lockState(false)
+	end, err := r.begin(false)
 	if err != nil {
 		return nil, err
 	}
-	defer unlock()
+	defer end()
 	noIMDS := snap == nil
 	if noIMDS {
 		snap = &imds.Snapshot{}

@@ -151,13 +151,15 @@ func (r *Reconciler) Close() error {
 	return nil
 }
 
-// lockState takes the namespace's state lock (shared for reading passes,
-// exclusive for passes that write) and reloads the state file, so that
-// the daemon and a concurrent `ec2net apply` or `cleanup` in the same
-// namespace take turns and each starts from the other's records. The
-// returned function releases the lock.
-func (r *Reconciler) lockState(exclusive bool) (func(), error) {
+// begin starts a pass: it takes the reconciler's mutex and the
+// namespace's state lock (shared for reading passes, exclusive for passes
+// that write) and reloads the state file, so that the daemon and a
+// concurrent `ec2net apply` or `cleanup` in the same namespace take turns
+// and each starts from the other's records. end releases both.
+func (r *Reconciler) begin(exclusive bool) (end func(), err error) {
+	r.mu.Lock()
 	if r.lockFD < 0 {
+		r.mu.Unlock()
 		return nil, errors.New("netconf: reconciler closed")
 	}
 	how := unix.LOCK_SH
@@ -165,17 +167,20 @@ func (r *Reconciler) lockState(exclusive bool) (func(), error) {
 		how = unix.LOCK_EX
 	}
 	for {
-		err := unix.Flock(r.lockFD, how)
-		if err == nil {
+		err = unix.Flock(r.lockFD, how)
+		if err != unix.EINTR {
 			break
 		}
-		if err != unix.EINTR {
-			return nil, fmt.Errorf("netconf: state lock: %w", err)
-		}
+	}
+	if err != nil {
+		r.mu.Unlock()
+		return nil, fmt.Errorf("netconf: state lock: %w", err)
 	}
 	r.loadState()
-	fd := r.lockFD
-	return func() { _ = unix.Flock(fd, unix.LOCK_UN) }, nil
+	return func() {
+		_ = unix.Flock(r.lockFD, unix.LOCK_UN)
+		r.mu.Unlock()
+	}, nil
 }
 
 func (r *Reconciler) loadState() {
@@ -291,13 +296,11 @@ var ErrForeignInTheWay = errors.New("a foreign route is in the way")
 // Plan reads the kernel, computes the desired state and returns the
 // changes Apply would make. No writes.
 func (r *Reconciler) Plan(snap *imds.Snapshot, cfg config.Config) (*Plan, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	unlock, err := r.lockState(false)
+	end, err := r.begin(false)
 	if err != nil {
 		return nil, err
 	}
-	defer unlock()
+	defer end()
 	p, err := r.compute(snap, cfg, true)
 	if err != nil {
 		return nil, err
@@ -309,13 +312,11 @@ func (r *Reconciler) Plan(snap *imds.Snapshot, cfg config.Config) (*Plan, error)
 // stop the other ENIs; the error is for global failures only (the kernel
 // cannot be read, the state file cannot be written).
 func (r *Reconciler) Apply(snap *imds.Snapshot, cfg config.Config) (*Result, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	unlock, err := r.lockState(true)
+	end, err := r.begin(true)
 	if err != nil {
 		return nil, err
 	}
-	defer unlock()
+	defer end()
 	p, err := r.compute(snap, cfg, false)
 	if err != nil {
 		return nil, err
