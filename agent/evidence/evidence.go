@@ -37,18 +37,6 @@ func New(need int) *Tracker {
 	return &Tracker{need: need, enis: map[string]*eniItems{}}
 }
 
-// Seed records items already configured (for example the addresses found on
-// a link when the daemon starts) as seen, so that their removal also needs
-// Need reads that do not list them.
-func (t *Tracker) Seed(mac, eniID string, items []netip.Prefix) {
-	e := t.eni(mac, eniID)
-	for _, p := range items {
-		if _, ok := e.misses[p]; !ok {
-			e.misses[p] = 0
-		}
-	}
-}
-
 func (t *Tracker) eni(mac, eniID string) *eniItems {
 	e := t.enis[mac]
 	if e == nil || (eniID != "" && e.eniID != "" && e.eniID != eniID) {

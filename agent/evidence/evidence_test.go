@@ -64,15 +64,6 @@ func TestIncompleteReadsAreNoEvidence(t *testing.T) {
 	}
 }
 
-func TestSeededAddressesNeedEvidenceToo(t *testing.T) {
-	tr := New(2)
-	tr.Seed("02:00:00:00:00:01", "eni-0123456789abcdef0", []netip.Prefix{netip.MustParsePrefix("100.64.1.12/32")})
-	got := v4s(tr.Filter(snap(imds.Complete, "100.64.1.10")))
-	if !slices.Contains(got, "100.64.1.12") {
-		t.Fatalf("seeded address dropped on the first read: %v", got)
-	}
-}
-
 func TestPrefixesAreTracked(t *testing.T) {
 	tr := New(2)
 	s := snap(imds.Complete, "100.64.1.10")
