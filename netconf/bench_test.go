@@ -57,7 +57,7 @@ func benchCommands(b *testing.B, bd *bed) []string {
 	}
 	var out []string
 	for _, c := range p.Changes {
-		out = append(out, strings.TrimPrefix(c.Text, "ip "))
+		out = append(out, strings.TrimPrefix(c.Text(), "ip "))
 	}
 	return out
 }

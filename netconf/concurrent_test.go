@@ -36,7 +36,7 @@ func TestTwoReconcilersShareTheStateFile(t *testing.T) {
 	if res.Writes == 0 {
 		t.Fatalf("the daemon did not restore what cleanup removed")
 	}
-	st, _ := loadState(b.dir)
+	st, _ := loadRecord(b.dir)
 	if got := strings.Join(st.ENIs[macEth1].Addrs, " "); got != "100.64.2.10 100.64.2.11 2001:db8:0:2::10" {
 		t.Errorf("state addrs after the daemon's re-apply: %q", got)
 	}

@@ -41,7 +41,7 @@ func TestAddressAddedAndRemoved(t *testing.T) {
 		"eth1 2001:db8:0:2::10/128 noprefixroute nodad",
 		"eth1 2001:db8:0:2::12/128 noprefixroute nodad",
 	})
-	st, _ := loadState(b.dir)
+	st, _ := loadRecord(b.dir)
 	if got := strings.Join(st.ENIs[macEth1].Addrs, " "); got != "100.64.2.10 100.64.2.12 2001:db8:0:2::10 2001:db8:0:2::12" {
 		t.Errorf("state addrs %q", got)
 	}
@@ -88,7 +88,7 @@ func TestENIGone(t *testing.T) {
 	if got := b.routes(10001); len(got) != 0 {
 		t.Errorf("orphan routes left: %v", got)
 	}
-	st, _ := loadState(b.dir)
+	st, _ := loadRecord(b.dir)
 	if st.ENIs[macEth1] != nil {
 		t.Errorf("state still records the gone ENI: %+v", st.ENIs[macEth1])
 	}
@@ -161,7 +161,7 @@ func TestForeignSurvive(t *testing.T) {
 	if got := b.dump(); got != before {
 		t.Errorf("cleanup did not restore the namespace exactly:\nbefore:\n%s\nafter:\n%s", before, got)
 	}
-	st, _ := loadState(b.dir)
+	st, _ := loadRecord(b.dir)
 	if len(st.ENIs) != 0 {
 		t.Errorf("state after cleanup: %+v", st.ENIs)
 	}
@@ -184,7 +184,7 @@ func TestPrimaryUntouched(t *testing.T) {
 	if got := b.rules(); len(got) != 0 {
 		t.Errorf("rules for the primary: %v", got)
 	}
-	st, _ := loadState(b.dir)
+	st, _ := loadRecord(b.dir)
 	if got := strings.Join(st.ENIs[macPrimary].Addrs, " "); got != "2001:db8:0:1::10" {
 		t.Errorf("state records %q (must not claim the DHCP addresses)", got)
 	}
@@ -314,7 +314,7 @@ func TestHeldKeepsConfig(t *testing.T) {
 	if got := b.dump(); got != before {
 		t.Errorf("held ENI changed:\n%s\nwas\n%s", got, before)
 	}
-	stt, _ := loadState(b.dir)
+	stt, _ := loadRecord(b.dir)
 	if stt.ENIs[macEth1] == nil || len(stt.ENIs[macEth1].Addrs) != 3 {
 		t.Errorf("state lost while held: %+v", stt.ENIs[macEth1])
 	}
@@ -367,7 +367,7 @@ func TestErrorIsolation(t *testing.T) {
 	var foreign, alt bool
 	for _, f := range e.Failed {
 		foreign = foreign || errors.Is(f.Err, ErrForeignInTheWay)
-		alt = alt || (f.Change.Kind == "link" && strings.Contains(f.Change.Text, "altname eni-00third"))
+		alt = alt || (f.Change.Kind == KindLink && strings.Contains(f.Change.Text(), "altname eni-00third"))
 	}
 	if !foreign || !alt || len(e.Failed) != 2 {
 		t.Errorf("eth2 failures: %v", e.Failed)
@@ -383,7 +383,7 @@ func TestErrorIsolation(t *testing.T) {
 	}
 	states := map[string]string{}
 	for _, s := range st {
-		states[s.MAC] = s.State
+		states[s.MAC] = s.State.String()
 	}
 	if states[macEth1] != "configured" || states[macEth2] != "drift" || states[macEth3] != "absent" {
 		t.Errorf("status: %v", states)
@@ -406,10 +406,10 @@ func TestStateFileAtomicAndPrivate(t *testing.T) {
 	}
 	// The state file and the lock, no temporary files left behind.
 	ents, _ := os.ReadDir(dir)
-	if len(ents) != 2 || ents[0].Name() != "lock" || ents[1].Name() != stateFileName {
+	if len(ents) != 2 || ents[0].Name() != "lock" || ents[1].Name() != recordFileName {
 		t.Errorf("state dir holds %v", ents)
 	}
-	st, err := loadState(dir)
+	st, err := loadRecord(dir)
 	if err != nil || st.ENIs[macEth1].Table != 10001 || st.ENIs[macEth1].ENIID != "eni-00second" {
 		t.Errorf("state: %+v %v", st.ENIs[macEth1], err)
 	}
@@ -425,19 +425,19 @@ func TestStatus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st[1].State != "drift" || st[1].RulesWanted != 5 || st[1].RulesPresent != 0 {
+	if st[1].State != StateDrift || st[1].RulesWanted != 5 || st[1].RulesPresent != 0 {
 		t.Errorf("before apply: %+v", st[1])
 	}
 	mustApply(t, r, s, cfg())
 	st, _ = r.Status(s, cfg())
-	if st[1].State != "configured" || st[1].RulesPresent != 5 || st[1].Table != 10001 || st[1].Link != "eth1" {
+	if st[1].State != StateConfigured || st[1].RulesPresent != 5 || st[1].Table != 10001 || st[1].Link != "eth1" {
 		t.Errorf("after apply: %+v", st[1])
 	}
 	want := []netip.Addr{netip.MustParseAddr("100.64.2.10"), netip.MustParseAddr("100.64.2.11"), netip.MustParseAddr("2001:db8:0:2::10")}
 	if len(st[1].LinkAddrs) != 3 || len(st[1].IMDSAddrs) != 3 || st[1].IMDSAddrs[2] != want[2] {
 		t.Errorf("addrs: %+v", st[1])
 	}
-	if st[0].State != "configured" || !st[0].Primary {
+	if st[0].State != StateConfigured || !st[0].Primary {
 		t.Errorf("primary: %+v", st[0])
 	}
 }

@@ -5,12 +5,42 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/ec2net/ec2net/netconf/plan"
+	"github.com/ec2net/ec2net/netconf/internal/rtnl"
 	"golang.org/x/sys/unix"
 )
 
-// The texts below are close to iproute2's syntax so that `ec2net plan`
-// reads like the commands an administrator would have typed.
+// The one place that turns objects into the text users see: close to
+// iproute2's syntax, so that `ec2net plan` reads like the commands an
+// administrator would have typed. A verb of "" describes the object
+// ("ip -4 rule from ... lookup ..."), as foreign objects are listed.
+
+// Text is the change as an iproute2-like command, without its sign.
+func (c Change) Text() string {
+	verb := c.Op.String()
+	switch c.Kind {
+	case KindLink:
+		s := c.LinkSet
+		switch {
+		case s.Up:
+			return "ip link set dev " + c.Link + " up"
+		case s.MTU != 0:
+			return "ip link set dev " + c.Link + " mtu " + strconv.Itoa(s.MTU)
+		case s.AltName != "":
+			return "ip link property add dev " + c.Link + " altname " + s.AltName
+		}
+		return "ip link show address " + c.MAC
+	case KindAddr:
+		return addrText(verb, c.Addr, c.Dev)
+	case KindRoute:
+		if c.Op == OpSet {
+			verb = "replace"
+		}
+		return routeText(verb, c.Route, c.Dev)
+	case KindRule:
+		return ruleText(verb, c.Rule)
+	}
+	return "?"
+}
 
 func famFlag(a netip.Addr) string {
 	if a.Is4() {
@@ -27,20 +57,29 @@ func addrOrPrefix(p netip.Prefix) string {
 	return p.String()
 }
 
-func addrText(verb string, p netip.Prefix, dev string, noPrefixRoute, noDAD bool) string {
+func withVerb(b *strings.Builder, what, verb string) {
+	b.WriteString(what)
+	if verb != "" {
+		b.WriteByte(' ')
+		b.WriteString(verb)
+	}
+}
+
+func addrText(verb string, a rtnl.Addr, dev string) string {
 	var b strings.Builder
-	b.WriteString(famFlag(p.Addr()))
-	b.WriteString("addr ")
-	b.WriteString(verb)
+	b.WriteString(famFlag(a.Prefix.Addr()))
+	withVerb(&b, "addr", verb)
 	b.WriteByte(' ')
-	b.WriteString(p.String())
+	b.WriteString(a.Prefix.String())
 	b.WriteString(" dev ")
 	b.WriteString(dev)
-	if noPrefixRoute {
-		b.WriteString(" noprefixroute")
-	}
-	if noDAD {
-		b.WriteString(" nodad")
+	if verb != "del" {
+		if a.Flags&unix.IFA_F_NOPREFIXROUTE != 0 {
+			b.WriteString(" noprefixroute")
+		}
+		if a.Flags&unix.IFA_F_NODAD != 0 {
+			b.WriteString(" nodad")
+		}
 	}
 	return b.String()
 }
@@ -87,108 +126,71 @@ func scopeName(s int) string {
 	return strconv.Itoa(s)
 }
 
-type routeFields struct {
-	local  bool
-	table  int
-	dst    netip.Prefix
-	gw     netip.Addr
-	src    netip.Addr
-	scope  int
-	dev    string
-	proto  int
-	metric int
-}
-
-func routeText(verb string, f routeFields) string {
+func routeText(verb string, r rtnl.Route, dev string) string {
 	var b strings.Builder
-	b.WriteString(famFlag(f.dst.Addr()))
-	b.WriteString("route ")
-	b.WriteString(verb)
+	b.WriteString(famFlag(r.Dst.Addr()))
+	withVerb(&b, "route", verb)
 	b.WriteByte(' ')
-	if f.local {
+	local := r.Type == unix.RTN_LOCAL
+	if local {
 		b.WriteString("local ")
 	}
-	if f.dst.Bits() == 0 {
+	if r.Dst.Bits() == 0 {
 		b.WriteString("default")
 	} else {
-		b.WriteString(addrOrPrefix(f.dst))
+		b.WriteString(addrOrPrefix(r.Dst))
 	}
-	if f.gw.IsValid() {
+	if r.Gw.IsValid() {
 		b.WriteString(" via ")
-		b.WriteString(f.gw.String())
+		b.WriteString(r.Gw.String())
 	}
-	if f.dev != "" {
+	if dev != "" {
 		b.WriteString(" dev ")
-		b.WriteString(f.dev)
+		b.WriteString(dev)
 	}
 	b.WriteString(" table ")
-	b.WriteString(tableName(f.table))
+	b.WriteString(tableName(r.Table))
 	b.WriteString(" proto ")
-	b.WriteString(protoName(f.proto))
-	if f.dst.Addr().Is4() && f.scope != unix.RT_SCOPE_UNIVERSE && !f.local {
+	b.WriteString(protoName(r.Proto))
+	if r.Dst.Addr().Is4() && r.Scope != unix.RT_SCOPE_UNIVERSE && !local {
 		b.WriteString(" scope ")
-		b.WriteString(scopeName(f.scope))
+		b.WriteString(scopeName(r.Scope))
 	}
-	if f.src.IsValid() {
+	if r.Src.IsValid() {
 		b.WriteString(" src ")
-		b.WriteString(f.src.String())
+		b.WriteString(r.Src.String())
 	}
-	if f.metric != 0 && f.dst.Addr().Is4() {
+	if r.Metric != 0 && r.Dst.Addr().Is4() {
 		b.WriteString(" metric ")
-		b.WriteString(strconv.Itoa(f.metric))
+		b.WriteString(strconv.Itoa(r.Metric))
 	}
 	return b.String()
 }
 
-func ruleText(verb string, family, prio int, src netip.Prefix, table, proto int) string {
+// ruleText prints a rule, its other selectors included (foreign rules).
+func ruleText(verb string, r rtnl.Rule) string {
 	var b strings.Builder
-	if family == 6 {
-		b.WriteString("ip -6 rule ")
+	if r.Family == 6 {
+		b.WriteString("ip -6 ")
 	} else {
-		b.WriteString("ip -4 rule ")
+		b.WriteString("ip -4 ")
 	}
-	b.WriteString(verb)
+	withVerb(&b, "rule", verb)
 	b.WriteString(" from ")
-	if src.IsValid() {
-		b.WriteString(addrOrPrefix(src))
+	if r.Src.IsValid() {
+		b.WriteString(addrOrPrefix(r.Src))
 	} else {
 		b.WriteString("all")
 	}
 	b.WriteString(" lookup ")
-	b.WriteString(tableName(table))
+	b.WriteString(tableName(r.Table))
 	b.WriteString(" pref ")
-	b.WriteString(strconv.Itoa(prio))
+	b.WriteString(strconv.Itoa(r.Priority))
 	b.WriteString(" proto ")
-	b.WriteString(protoName(proto))
+	b.WriteString(protoName(r.Proto))
+	if r.Selectors != "" {
+		b.WriteByte(' ')
+		b.WriteString(r.Selectors)
+	}
 	return b.String()
-}
-
-func desiredRouteFields(r plan.Route) routeFields {
-	return routeFields{local: r.Type == plan.Local, table: r.Table, dst: r.Dst, gw: r.Gw, src: r.Src,
-		scope: int(r.Scope), dev: r.Dev, proto: Protocol}
-}
-
-func (k *kernel) devName(index int) string {
-	if l := k.byIndex[index]; l != nil {
-		return l.Name
-	}
-	if index == 0 {
-		return ""
-	}
-	return "if" + strconv.Itoa(index)
-}
-
-func (k *kernel) kRouteFields(kr *kRoute) routeFields {
-	return routeFields{local: kr.typ == unix.RTN_LOCAL, table: kr.table, dst: kr.dst, gw: kr.gw, src: kr.src,
-		scope: kr.scope, dev: k.devName(kr.oif), proto: kr.proto, metric: kr.metric}
-}
-
-// foreignRuleText describes a foreign rule in full, selectors included.
-func foreignRuleText(kr *kRule) string {
-	s := ruleText("", kr.family, kr.prio, kr.src, kr.table, kr.proto)
-	s = strings.Replace(s, "rule  from", "rule from", 1)
-	if kr.selectors != "" {
-		s += " " + kr.selectors
-	}
-	return s
 }

@@ -83,6 +83,19 @@ func (c Config) MTUValue() int {
 	return n
 }
 
+// Validate reports the first setting that is not valid, as the file or a
+// flag would have: every key's value is printed and parsed again, so a
+// Config built in code is held to the same rules as one read from disk.
+func (c Config) Validate() error {
+	for _, k := range keys() {
+		scratch := c
+		if err := k.set(&scratch, k.value(&c)); err != nil {
+			return fmt.Errorf("%s: %q %v", k.name, k.value(&c), err)
+		}
+	}
+	return nil
+}
+
 // Excluded reports whether an ENI is excluded by configuration.
 func (c Config) Excluded(mac, eniID string, deviceNumber int) bool {
 	for _, m := range c.ExcludeMACs {

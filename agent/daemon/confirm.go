@@ -43,7 +43,7 @@ func ConfirmRemovals(ctx context.Context, client *imds.Client, rec *netconf.Reco
 
 func removesFromListedENI(p *netconf.Plan, s *imds.Snapshot) bool {
 	for _, c := range p.Changes {
-		if c.Op != "del" {
+		if c.Op != netconf.OpDel {
 			continue
 		}
 		if e := s.ENI(c.MAC); e != nil && e.State == imds.Complete {

@@ -389,19 +389,19 @@ func (d *loop) apply(why string) {
 	for _, e := range res.ENIs {
 		for _, c := range e.Applied {
 			msg := "configured"
-			if c.Op == "del" {
+			if c.Op == netconf.OpDel {
 				msg = "removed"
 			}
-			if why == "repair" && c.Op != "del" {
+			if why == "repair" && c.Op != netconf.OpDel {
 				msg = "repaired"
-				if !d.repairs.firstTime(c.Text) {
+				if !d.repairs.firstTime(c.Text()) {
 					continue
 				}
 			}
-			d.log.Info(msg, zap.String("link", e.Link), zap.String("mac", e.MAC), zap.String("eni", e.ENIID), zap.String("change", c.Text))
+			d.log.Info(msg, zap.String("link", e.Link), zap.String("mac", e.MAC), zap.String("eni", e.ENIID), zap.String("change", c.Text()))
 		}
 		for _, f := range e.Failed {
-			d.log.Error("change failed", zap.String("link", e.Link), zap.String("mac", e.MAC), zap.String("change", f.Change.Text), zap.Error(f.Err))
+			d.log.Error("change failed", zap.String("link", e.Link), zap.String("mac", e.MAC), zap.String("change", f.Change.Text()), zap.Error(f.Err))
 		}
 	}
 	if why == "repair" && res.Writes > 0 {

@@ -37,10 +37,10 @@ func (e *env) apply(ctx context.Context, stdout, stderr io.Writer) int {
 	for _, r := range res.ENIs {
 		changes += len(r.Applied)
 		for _, c := range r.Applied {
-			fmt.Fprintf(stdout, "%s %s\n", sign(c.Op), c.Text)
+			fmt.Fprintf(stdout, "%s %s\n", c.Op.Sign(), c.Text())
 		}
 		for _, f := range r.Failed {
-			fmt.Fprintf(stderr, "ec2net: %s %s: %s failed: %v\n", nameOr(r.Link, r.MAC), r.ENIID, f.Change.Text, f.Err)
+			fmt.Fprintf(stderr, "ec2net: %s %s: %s failed: %v\n", nameOr(r.Link, r.MAC), r.ENIID, f.Change.Text(), f.Err)
 			code = exitError
 		}
 	}
@@ -58,13 +58,6 @@ func (e *env) apply(ctx context.Context, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "ec2net apply: %d ENIs, %d changes, %d netlink writes\n", len(snap.ENIs), changes, res.Writes)
 	return code
-}
-
-func sign(op string) string {
-	if op == "del" {
-		return "-"
-	}
-	return "+"
 }
 
 // plan: what apply would change, without changing it.
@@ -117,7 +110,7 @@ func (e *env) status(ctx context.Context, stdout, stderr io.Writer, asJSON bool)
 	}
 	totals := map[string]int{}
 	for _, r := range rows {
-		totals[r.State]++
+		totals[r.State.String()]++
 	}
 	if asJSON {
 		enc := json.NewEncoder(stdout)
@@ -134,7 +127,7 @@ func (e *env) status(ctx context.Context, stdout, stderr io.Writer, asJSON bool)
 			if r.Primary {
 				table = "main"
 			}
-			state := r.State
+			state := r.State.String()
 			if r.Reason != "" {
 				state += " (" + r.Reason + ")"
 			}
@@ -154,7 +147,7 @@ func (e *env) status(ctx context.Context, stdout, stderr io.Writer, asJSON bool)
 		return exitError
 	}
 	for _, r := range rows {
-		if r.State == "drift" || r.State == "pending" || r.State == "invalid" || r.State == "unknown" {
+		if !r.State.Healthy() {
 			return exitPending
 		}
 	}
@@ -174,11 +167,11 @@ func (e *env) cleanup(stdout, stderr io.Writer) int {
 	n := 0
 	for _, r := range res.ENIs {
 		for _, c := range r.Applied {
-			fmt.Fprintf(stdout, "%s %s\n", sign(c.Op), c.Text)
+			fmt.Fprintf(stdout, "%s %s\n", c.Op.Sign(), c.Text())
 			n++
 		}
 		for _, f := range r.Failed {
-			fmt.Fprintf(stderr, "ec2net: %s failed: %v\n", f.Change.Text, f.Err)
+			fmt.Fprintf(stderr, "ec2net: %s failed: %v\n", f.Change.Text(), f.Err)
 			code = exitError
 		}
 	}
@@ -187,7 +180,7 @@ func (e *env) cleanup(stdout, stderr io.Writer) int {
 }
 
 func addrColumn(r netconf.ENIStatus) string {
-	if r.State == "unknown" && len(r.IMDSAddrs) == 0 {
+	if r.State == netconf.StateUnknown && len(r.IMDSAddrs) == 0 {
 		return fmt.Sprintf("%d on link", len(r.LinkAddrs))
 	}
 	return addrCoverage(r.IMDSAddrs, r.LinkAddrs)

@@ -63,6 +63,11 @@ const (
 	// Exclude: configuration says hands off: remove what ec2net owns on
 	// it, add nothing.
 	Exclude
+	// Orphan and Unattributed are never planned: the reconciler reports
+	// them for owned objects of an ENI that is no longer in the snapshot,
+	// or of no ENI at all (a lost record).
+	Orphan
+	Unattributed
 )
 
 func (d Disposition) String() string {
@@ -73,9 +78,16 @@ func (d Disposition) String() string {
 		return "hold"
 	case Exclude:
 		return "exclude"
+	case Orphan:
+		return "orphan"
+	case Unattributed:
+		return "unattributed"
 	}
 	return "disposition(?)"
 }
+
+// MarshalText makes JSON carry the name.
+func (d Disposition) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
 
 // Addr is a desired interface address.
 type Addr struct {
@@ -177,45 +189,57 @@ func (s *State) ENI(mac string) *ENI {
 	return nil
 }
 
-// Desired computes the desired state. links is every link of the
-// namespace (the loopback included: AnyIP routes use it).
-func Desired(snap *imds.Snapshot, cfg config.Config, links []LinkInfo) (*State, error) {
-	if snap == nil {
-		return nil, fmt.Errorf("plan: no snapshot")
-	}
-	if err := checkConfig(cfg); err != nil {
-		return nil, err
-	}
-	byMAC := map[string]*LinkInfo{}
-	lo := 1 // the loopback is ifindex 1 in every namespace
+// Links is the namespace's links as the planner and the reconciler see
+// them: IndexLinks is the one place that decides which link is an ENI's.
+type Links struct {
+	All      []LinkInfo
+	ByIndex  map[int]*LinkInfo
+	ByMAC    map[string]*LinkInfo
+	Loopback int // ifindex of lo (AnyIP routes use it)
+}
+
+// IndexLinks indexes the namespace's links. Two links with one MAC (a
+// bond, a VLAN on the ENI) map to the lowest index, which is the physical
+// device created first; links without a MAC map to nothing.
+func IndexLinks(links []LinkInfo) Links {
+	ix := Links{All: links, ByIndex: make(map[int]*LinkInfo, len(links)), ByMAC: make(map[string]*LinkInfo, len(links)), Loopback: 1}
 	for i := range links {
 		l := &links[i]
+		ix.ByIndex[l.Index] = l
 		if l.Name == "lo" {
-			lo = l.Index
+			ix.Loopback = l.Index
 			continue
 		}
 		if l.MAC == "" || l.MAC == "00:00:00:00:00:00" {
 			continue
 		}
-		// Two links with one MAC (a bond, a VLAN on the ENI): keep the
-		// lowest index, which is the physical device created first.
-		if prev, ok := byMAC[l.MAC]; !ok || l.Index < prev.Index {
-			byMAC[l.MAC] = l
+		if prev, ok := ix.ByMAC[l.MAC]; !ok || l.Index < prev.Index {
+			ix.ByMAC[l.MAC] = l
 		}
 	}
+	return ix
+}
 
+// Desired computes the desired state of every ENI in the snapshot.
+func Desired(snap *imds.Snapshot, cfg config.Config, links Links) (*State, error) {
+	if snap == nil {
+		return nil, fmt.Errorf("plan: no snapshot")
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("plan: %w", err)
+	}
 	st := &State{PrimaryMAC: snap.PrimaryMAC}
 	for i := range snap.ENIs {
 		e := &snap.ENIs[i]
 		d := ENI{
 			MAC:            e.MAC,
 			ENIID:          e.InterfaceID,
-			Primary:        e.Primary || (snap.PrimaryMAC != "" && e.MAC == snap.PrimaryMAC),
+			Primary:        e.Primary,
 			Card:           e.NetworkCard,
 			Device:         e.DeviceNumber,
 			HasNetworkCard: e.HasNetworkCard,
 			IMDSState:      e.State,
-			Link:           byMAC[e.MAC],
+			Link:           links.ByMAC[e.MAC],
 		}
 		if !d.Primary && e.State == imds.Complete {
 			d.Table = Table(e.NetworkCard, e.DeviceNumber)
@@ -235,29 +259,12 @@ func Desired(snap *imds.Snapshot, cfg config.Config, links []LinkInfo) (*State, 
 			d.Reason = "primary ENI and manage-primary is false"
 		default:
 			d.Disposition = Configure
-			planENI(&d, e, cfg, lo)
+			planENI(&d, e, cfg, links.Loopback)
 		}
 		st.ENIs = append(st.ENIs, d)
 	}
 	sort.Slice(st.ENIs, func(i, j int) bool { return st.ENIs[i].MAC < st.ENIs[j].MAC })
-	holdConflicts(st)
 	return st, nil
-}
-
-func checkConfig(cfg config.Config) error {
-	switch cfg.MTU {
-	case config.MTUAuto, config.MTUKeep:
-	default:
-		if n := cfg.MTUValue(); n < 576 || n > 9216 {
-			return fmt.Errorf("plan: mtu: %q must be auto, keep or a number 576-9216", cfg.MTU)
-		}
-	}
-	switch cfg.PrefixMode {
-	case config.PrefixRules, config.PrefixAnyIP:
-	default:
-		return fmt.Errorf("plan: prefix-mode: %q must be rules or anyip", cfg.PrefixMode)
-	}
-	return nil
 }
 
 // excluded applies the exclusion lists. Only the MAC is trusted while an
@@ -269,36 +276,6 @@ func excluded(cfg config.Config, e *imds.ENI) bool {
 		return cfg.Excluded(e.MAC, "", -1)
 	}
 	return cfg.Excluded(e.MAC, e.InterfaceID, e.DeviceNumber)
-}
-
-// holdConflicts holds every ENI whose table another configured ENI also
-// claims: IMDS gave two ENIs one (card, device), which is never real, so
-// neither is trusted.
-func holdConflicts(st *State) {
-	owners := map[int][]int{}
-	for i := range st.ENIs {
-		e := &st.ENIs[i]
-		if e.Table != 0 && e.Disposition != Hold {
-			owners[e.Table] = append(owners[e.Table], i)
-		}
-	}
-	for table, idx := range owners {
-		if len(idx) < 2 {
-			continue
-		}
-		for _, i := range idx {
-			e := &st.ENIs[i]
-			if e.Disposition == Configure {
-				clearDesired(e)
-				e.Disposition = Hold
-				e.Reason = "table " + strconv.Itoa(table) + " claimed by more than one ENI"
-			}
-		}
-	}
-}
-
-func clearDesired(e *ENI) {
-	e.Up, e.MTU, e.AltNames, e.Addrs, e.Routes, e.Rules = false, 0, nil, nil, nil, nil
 }
 
 // usableIPv4 reports whether the ENI's subnet carries IPv4: in IPv6-only

@@ -51,7 +51,7 @@ func snapOf(enis ...imds.ENI) *imds.Snapshot {
 }
 
 func TestSecondaryLayout(t *testing.T) {
-	st, err := Desired(snapOf(primaryENI(), secondENI()), config.Default(), testLinks)
+	st, err := Desired(snapOf(primaryENI(), secondENI()), config.Default(), IndexLinks(testLinks))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +108,7 @@ func TestPrimaryLayout(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := config.Default()
 			tc.cfg(&cfg)
-			st, err := Desired(snapOf(primaryENI()), cfg, testLinks)
+			st, err := Desired(snapOf(primaryENI()), cfg, IndexLinks(testLinks))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -128,8 +128,6 @@ func TestDispositions(t *testing.T) {
 	pending.State, pending.Reason, pending.DeviceNumber = imds.Pending, "device-number not propagated", 0
 	unknown := secondENI()
 	unknown.State = imds.Unknown
-	dup := secondENI()
-	dup.MAC, dup.InterfaceID = macThird, "eni-0third"
 
 	for _, tc := range []struct {
 		name   string
@@ -148,14 +146,13 @@ func TestDispositions(t *testing.T) {
 		// A pending ENI's device number reads 0: excluding device 0 must not catch it.
 		{"pending not excluded by guessed device", []imds.ENI{pending}, func(c *config.Config) { c.ExcludeDeviceNumbers = []int{0} }, macSecond, Hold, "pending"},
 		{"pending excluded by mac", []imds.ENI{pending}, func(c *config.Config) { c.ExcludeMACs = []string{macSecond} }, macSecond, Exclude, "excluded"},
-		{"duplicate table held", []imds.ENI{secondENI(), dup}, nil, macThird, Hold, "table 10001 claimed"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := config.Default()
 			if tc.cfg != nil {
 				tc.cfg(&cfg)
 			}
-			st, err := Desired(snapOf(tc.enis...), cfg, testLinks)
+			st, err := Desired(snapOf(tc.enis...), cfg, IndexLinks(testLinks))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -184,7 +181,7 @@ func TestTablesAndAltNames(t *testing.T) {
 	} {
 		e := secondENI()
 		e.NetworkCard, e.DeviceNumber, e.HasNetworkCard = tc.card, tc.dev, tc.hasCard
-		st, err := Desired(snapOf(e), config.Default(), testLinks)
+		st, err := Desired(snapOf(e), config.Default(), IndexLinks(testLinks))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -211,7 +208,7 @@ func TestIPv6Only(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := secondENI()
 			e.IPv4, e.SubnetIPv4, e.IPv4Prefixes = tc.v4, tc.sub, nil
-			st, err := Desired(snapOf(e), config.Default(), testLinks)
+			st, err := Desired(snapOf(e), config.Default(), IndexLinks(testLinks))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -253,7 +250,7 @@ func TestMTUPolicy(t *testing.T) {
 		cfg.MTU = tc.policy
 		e := secondENI()
 		e.MAC = tc.mac
-		st, err := Desired(snapOf(e), cfg, testLinks)
+		st, err := Desired(snapOf(e), cfg, IndexLinks(testLinks))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -263,7 +260,7 @@ func TestMTUPolicy(t *testing.T) {
 	}
 	cfg := config.Default()
 	cfg.MTU = "huge"
-	if _, err := Desired(snapOf(secondENI()), cfg, testLinks); err == nil || !strings.Contains(err.Error(), "mtu") {
+	if _, err := Desired(snapOf(secondENI()), cfg, IndexLinks(testLinks)); err == nil || !strings.Contains(err.Error(), "mtu") {
 		t.Errorf("bad mtu accepted: %v", err)
 	}
 }
@@ -271,7 +268,7 @@ func TestMTUPolicy(t *testing.T) {
 func TestAnyIP(t *testing.T) {
 	cfg := config.Default()
 	cfg.PrefixMode = config.PrefixAnyIP
-	st, err := Desired(snapOf(secondENI()), cfg, testLinks)
+	st, err := Desired(snapOf(secondENI()), cfg, IndexLinks(testLinks))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,7 +294,7 @@ func TestAnyIP(t *testing.T) {
 func TestMissingLinkStillPlanned(t *testing.T) {
 	e := secondENI()
 	e.MAC = "02:00:00:00:00:99"
-	st, err := Desired(snapOf(e), config.Default(), testLinks)
+	st, err := Desired(snapOf(e), config.Default(), IndexLinks(testLinks))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,262 @@
+// Package netconf is the only code in ec2net that writes kernel networking
+// state. Each pass reads a namespace's links, addresses, routes and rules
+// (one dump of each kind: "have"), takes netconf/plan's desired state
+// ("want") and the ownership record ("owned"), computes what the kernel
+// lacks (missing.go) and what ec2net owns but no longer wants (extra.go),
+// and makes those netlink changes (execute.go), touching only what ec2net
+// owns: routes and rules tagged with Protocol and addresses in the record.
+//
+// The walk of one pass: Reconciler.Apply → begin (locks, record) →
+// compute (read → plan.Desired → diff) → execute (rtnl.Writer.Send) →
+// commit (record).
+package netconf
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/ec2net/ec2net/agent/config"
+	"github.com/ec2net/ec2net/agent/imds"
+	"github.com/ec2net/ec2net/netconf/internal/rtnl"
+	"github.com/ec2net/ec2net/netconf/nsutil"
+	"github.com/ec2net/ec2net/netconf/plan"
+	"github.com/vishvananda/netns"
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+)
+
+// Protocol is the rtnetlink protocol number (rtm_protocol for routes,
+// FRA_PROTOCOL for rules) on every route and rule ec2net creates; it is how
+// ec2net recognises its own objects and leaves everyone else's alone.
+//
+// 236 is not named in iproute2's rt_protos (/usr/share/iproute2/rt_protos
+// and the kernel's RTPROT_* stop at 99 for routing daemons: bird 12, zebra
+// 11, dhcp 16, keepalived 18, babel 42, openr 99, bgp 186, isis 187, ospf
+// 188, rip 189, eigrp 192) and no routing daemon we know uses it. Name it
+// locally with `echo "236 ec2net" >> /etc/iproute2/rt_protos.d/ec2net.conf`.
+const Protocol = 236
+
+const tableLocal = plan.TableLocal
+
+// Options configures a Reconciler.
+type Options struct {
+	// NetNS is the namespace to act in. The zero value and netns.None()
+	// mean the caller's current namespace.
+	NetNS netns.NsHandle
+	// StateDir holds this namespace's ownership record; created 0700 if
+	// missing. Empty means /run/ec2net/<nsutil.Cookie(NetNS)>.
+	StateDir string
+	Logger   *zap.Logger // nil: no logging
+}
+
+// Reconciler reads and changes one namespace. Its methods are safe for
+// concurrent use (they serialise).
+type Reconciler struct {
+	mu          sync.Mutex
+	w           *rtnl.Writer // every write
+	addrDumper  *rtnl.Dumper // (concurrent with rules)
+	ruleDumper  *rtnl.Dumper
+	linkDumper  *rtnl.Dumper
+	routeDumper *rtnl.Dumper // strict: the kernel filters route dumps
+	ethFD       int
+	lockFD      int // <stateDir>/lock: serialises ec2net processes in one namespace
+	stateDir    string
+	log         *zap.Logger
+	owned       *record // as last read or written
+	writes      int
+	reported    map[string]bool // foreign objects already logged
+	readAll     bool            // a pass has read every table in use
+	ruleBuf     []kRule         // reused by read
+}
+
+// New opens netlink sockets in o.NetNS and the ownership record.
+func New(o Options) (*Reconciler, error) {
+	ns := o.NetNS
+	if ns <= 0 {
+		cur, err := netns.Get()
+		if err != nil {
+			return nil, fmt.Errorf("netconf: current namespace: %w", err)
+		}
+		defer cur.Close()
+		ns = cur
+	}
+	r := &Reconciler{ethFD: -1, lockFD: -1, log: o.Logger, reported: map[string]bool{}}
+	if r.log == nil {
+		r.log = zap.NewNop()
+	}
+	r.stateDir = o.StateDir
+	if r.stateDir == "" {
+		c, err := nsutil.Cookie(ns)
+		if err != nil {
+			return nil, fmt.Errorf("netconf: name namespace: %w", err)
+		}
+		r.stateDir = filepath.Join(config.Default().StateDir, c)
+	}
+	if err := r.openLock(); err != nil {
+		return nil, err
+	}
+	r.loadRecord()
+	if err := r.openSockets(ns); err != nil {
+		r.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+func (r *Reconciler) openLock() error {
+	if err := os.MkdirAll(r.stateDir, 0o700); err != nil {
+		return fmt.Errorf("netconf: state dir: %w", err)
+	}
+	fd, err := unix.Open(filepath.Join(r.stateDir, "lock"), unix.O_RDWR|unix.O_CREAT|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return fmt.Errorf("netconf: state lock: %w", err)
+	}
+	r.lockFD = fd
+	return nil
+}
+
+func (r *Reconciler) openSockets(ns netns.NsHandle) error {
+	w, err := rtnl.NewWriter(ns)
+	if err != nil {
+		return fmt.Errorf("netconf: netlink socket: %w", err)
+	}
+	r.w = w
+	for _, d := range []struct {
+		dst    **rtnl.Dumper
+		strict bool
+	}{{&r.addrDumper, false}, {&r.ruleDumper, false}, {&r.linkDumper, false}, {&r.routeDumper, true}} {
+		if *d.dst, err = rtnl.NewDumper(ns, d.strict); err != nil {
+			return fmt.Errorf("netconf: netlink socket: %w", err)
+		}
+	}
+	// The ethtool socket must live in the namespace: ioctls resolve link
+	// names in the socket's namespace.
+	_ = nsutil.Do(ns, func() error {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		if err == nil {
+			r.ethFD = fd
+		}
+		return err
+	})
+	return nil
+}
+
+// Close releases the sockets and the lock.
+func (r *Reconciler) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.w != nil {
+		r.w.Close()
+		r.w = nil
+	}
+	for _, d := range []**rtnl.Dumper{&r.addrDumper, &r.ruleDumper, &r.linkDumper, &r.routeDumper} {
+		if *d != nil {
+			(*d).Close()
+			*d = nil
+		}
+	}
+	for _, fd := range []*int{&r.ethFD, &r.lockFD} {
+		if *fd >= 0 {
+			unix.Close(*fd)
+			*fd = -1
+		}
+	}
+	return nil
+}
+
+// StateDir returns the directory of the ownership record.
+func (r *Reconciler) StateDir() string { return r.stateDir }
+
+// begin starts a pass: it takes the reconciler's mutex and the
+// namespace's state lock (shared for reading passes, exclusive for passes
+// that write) and reloads the ownership record, so that the daemon and a
+// concurrent `ec2net apply` or `cleanup` in the same namespace take turns
+// and each starts from the other's records. end releases both.
+func (r *Reconciler) begin(exclusive bool) (end func(), err error) {
+	r.mu.Lock()
+	if r.lockFD < 0 || r.w == nil {
+		r.mu.Unlock()
+		return nil, errors.New("netconf: reconciler closed")
+	}
+	how := unix.LOCK_SH
+	if exclusive {
+		how = unix.LOCK_EX
+	}
+	for {
+		err = unix.Flock(r.lockFD, how)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		r.mu.Unlock()
+		return nil, fmt.Errorf("netconf: state lock: %w", err)
+	}
+	r.loadRecord()
+	return func() {
+		_ = unix.Flock(r.lockFD, unix.LOCK_UN)
+		r.mu.Unlock()
+	}, nil
+}
+
+func (r *Reconciler) loadRecord() {
+	rec, err := loadRecord(r.stateDir)
+	if err != nil {
+		// An unreadable record loses only which addresses ec2net added:
+		// they are then never deleted, the safe side.
+		r.log.Warn("ownership record unreadable, starting empty", zap.Error(err))
+		rec = newRecord()
+	}
+	rec.prune()
+	r.owned = rec
+}
+
+// Plan reads the kernel, computes the desired state and returns the
+// changes Apply would make. No writes.
+func (r *Reconciler) Plan(snap *imds.Snapshot, cfg config.Config) (*Plan, error) {
+	end, err := r.begin(false)
+	if err != nil {
+		return nil, err
+	}
+	defer end()
+	p, err := r.compute(snap, cfg, passPlan)
+	if err != nil {
+		return nil, err
+	}
+	return p.plan(), nil
+}
+
+// Apply makes the changes. Per-ENI failures are in the Result and do not
+// stop the other ENIs; the error is for global failures only (the kernel
+// cannot be read, the record cannot be written).
+func (r *Reconciler) Apply(snap *imds.Snapshot, cfg config.Config) (*Result, error) {
+	end, err := r.begin(true)
+	if err != nil {
+		return nil, err
+	}
+	defer end()
+	p, err := r.compute(snap, cfg, passApply)
+	if err != nil {
+		return nil, err
+	}
+	return r.execute(p)
+}
+
+// Cleanup removes everything ec2net added in the namespace (rules and
+// routes carrying Protocol, addresses in the record) and nothing else: the
+// same diff as Apply with nothing wanted.
+func (r *Reconciler) Cleanup() (*Result, error) {
+	end, err := r.begin(true)
+	if err != nil {
+		return nil, err
+	}
+	defer end()
+	p, err := r.compute(&imds.Snapshot{}, config.Default(), passCleanup)
+	if err != nil {
+		return nil, err
+	}
+	return r.execute(p)
+}
