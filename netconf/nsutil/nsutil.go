@@ -15,34 +15,44 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Do runs fn with the calling goroutine's OS thread switched into ns, and
-// switches back before returning. The thread is locked for the duration;
-// if switching back fails the thread is left locked so that the Go runtime
-// discards it instead of reusing a thread in the wrong namespace.
+// Do runs fn with an OS thread switched into ns and waits for it. The
+// work runs on a throwaway goroutine locked to its thread (the
+// containernetworking ns.Do form): if switching back fails, the goroutine
+// exits still locked and the Go runtime discards the thread, so a
+// failure can never leave the caller's thread, or any thread the runtime
+// reuses, in the wrong namespace. fn must not start goroutines that
+// expect to inherit the namespace.
 func Do(ns netns.NsHandle, fn func() error) error {
 	if IsCurrent(ns) {
 		// setns(2) needs CAP_SYS_ADMIN even into the namespace the thread
 		// is already in; the daemon runs with CAP_NET_ADMIN only.
 		return fn()
 	}
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("nsutil: current namespace: %w", err)
+			return
+		}
+		defer orig.Close()
+		if err := netns.Set(ns); err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("nsutil: enter namespace: %w", err)
+			return
+		}
+		ferr := fn()
+		if err := netns.Set(orig); err != nil {
+			// Stay locked: the thread ends with this goroutine.
+			errc <- fmt.Errorf("nsutil: restore namespace: %w", err)
+			return
+		}
 		runtime.UnlockOSThread()
-		return fmt.Errorf("nsutil: current namespace: %w", err)
-	}
-	defer orig.Close()
-	if err := netns.Set(ns); err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("nsutil: enter namespace: %w", err)
-	}
-	ferr := fn()
-	if err := netns.Set(orig); err != nil {
-		// Leave the thread locked: it dies with this goroutine.
-		return fmt.Errorf("nsutil: restore namespace: %w", err)
-	}
-	runtime.UnlockOSThread()
-	return ferr
+		errc <- ferr
+	}()
+	return <-errc
 }
 
 // Cookie returns a string naming the network namespace ns for the lifetime

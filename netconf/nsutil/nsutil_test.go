@@ -1,6 +1,8 @@
 package nsutil
 
 import (
+	"errors"
+	"runtime"
 	"testing"
 
 	"github.com/vishvananda/netlink"
@@ -13,8 +15,14 @@ func TestNewTestNS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cur, _ := Cookie(0)
-	_ = cur
+	self, err := netns.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer self.Close()
+	if cur, err := Cookie(self); err != nil || cur == c1 {
+		t.Errorf("the test namespace has the current one's cookie: %q %q %v", c1, cur, err)
+	}
 	hd, err := netlink.NewHandleAt(h)
 	if err != nil {
 		t.Fatal(err)
@@ -47,5 +55,32 @@ func TestIsCurrentTellsOwnNamespaceFromOthers(t *testing.T) {
 	ran := false
 	if err := Do(self, func() error { ran = true; return nil }); err != nil || !ran {
 		t.Errorf("Do(current) = %v, ran %v", err, ran)
+	}
+}
+
+// Do runs fn inside the other namespace and leaves the caller's thread
+// where it was, even when fn fails.
+func TestDoRunsInsideAndLeavesTheCallerAlone(t *testing.T) {
+	_, other := NewTestNS(t, "ec2do")
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	before, err := netns.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer before.Close()
+	inside := false
+	err = Do(other, func() error {
+		inside = IsCurrent(other)
+		return errors.New("fn failed")
+	})
+	if err == nil || err.Error() != "fn failed" {
+		t.Errorf("Do returned %v, want fn's error", err)
+	}
+	if !inside {
+		t.Error("fn did not run inside the namespace")
+	}
+	if !IsCurrent(before) || IsCurrent(other) {
+		t.Error("the caller's thread changed namespace")
 	}
 }
