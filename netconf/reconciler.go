@@ -50,6 +50,11 @@ type Options struct {
 	// missing. Empty means /run/ec2net/<nsutil.Cookie(NetNS)>.
 	StateDir string
 	Logger   *zap.Logger // nil: no logging
+	// ReadOnly opens the namespace for Plan and Status only: the state
+	// directory is neither created nor locked when it cannot be, and an
+	// unreadable ownership record (not root) is reported by RecordError
+	// instead of failing. Apply and Cleanup refuse to run.
+	ReadOnly bool
 }
 
 // Reconciler reads and changes one namespace. Its methods are safe for
@@ -64,6 +69,8 @@ type Reconciler struct {
 	ethFD       int
 	lockFD      int // <stateDir>/lock: serialises ec2net processes in one namespace
 	stateDir    string
+	readOnly    bool
+	recordErr   error // why the ownership record could not be read
 	log         *zap.Logger
 	owned       *record // as last read or written
 	writes      int
@@ -83,7 +90,7 @@ func New(o Options) (*Reconciler, error) {
 		defer cur.Close()
 		ns = cur
 	}
-	r := &Reconciler{ethFD: -1, lockFD: -1, log: o.Logger, reported: map[string]bool{}}
+	r := &Reconciler{ethFD: -1, lockFD: -1, log: o.Logger, reported: map[string]bool{}, readOnly: o.ReadOnly}
 	if r.log == nil {
 		r.log = zap.NewNop()
 	}
@@ -107,6 +114,14 @@ func New(o Options) (*Reconciler, error) {
 }
 
 func (r *Reconciler) openLock() error {
+	if r.readOnly {
+		// Shared lock where we may open it; a non-root reader goes
+		// without (it writes nothing).
+		if fd, err := unix.Open(filepath.Join(r.stateDir, "lock"), unix.O_RDONLY|unix.O_CLOEXEC, 0); err == nil {
+			r.lockFD = fd
+		}
+		return nil
+	}
 	if err := os.MkdirAll(r.stateDir, 0o700); err != nil {
 		return fmt.Errorf("netconf: state dir: %w", err)
 	}
@@ -167,6 +182,15 @@ func (r *Reconciler) Close() error {
 	return nil
 }
 
+// RecordError says why the ownership record could not be read at the
+// last pass (nil when it was, or did not exist): without it, `status`
+// cannot tell ec2net's addresses from others'.
+func (r *Reconciler) RecordError() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.recordErr
+}
+
 // StateDir returns the directory of the ownership record.
 func (r *Reconciler) StateDir() string { return r.stateDir }
 
@@ -177,9 +201,17 @@ func (r *Reconciler) StateDir() string { return r.stateDir }
 // and each starts from the other's records. end releases both.
 func (r *Reconciler) begin(exclusive bool) (end func(), err error) {
 	r.mu.Lock()
-	if r.lockFD < 0 || r.w == nil {
+	if r.w == nil || (r.lockFD < 0 && !r.readOnly) {
 		r.mu.Unlock()
 		return nil, errors.New("netconf: reconciler closed")
+	}
+	if exclusive && r.readOnly {
+		r.mu.Unlock()
+		return nil, errors.New("netconf: opened read-only")
+	}
+	if r.lockFD < 0 {
+		r.loadRecord()
+		return r.mu.Unlock, nil
 	}
 	how := unix.LOCK_SH
 	if exclusive {
@@ -204,7 +236,10 @@ func (r *Reconciler) begin(exclusive bool) (end func(), err error) {
 
 func (r *Reconciler) loadRecord() {
 	rec, err := loadRecord(r.stateDir)
-	if err != nil {
+	r.recordErr = err
+	if err != nil && r.readOnly {
+		rec = newRecord()
+	} else if err != nil {
 		// An unreadable record loses only which addresses ec2net added:
 		// they are then never deleted, the safe side.
 		r.log.Warn("ownership record unreadable, starting empty", zap.Error(err))

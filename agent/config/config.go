@@ -50,6 +50,7 @@ type Config struct {
 
 	RefreshInterval time.Duration // daemon: full IMDS read interval (±10 % jitter)
 	RemoveAfter     int           // daemon: successful reads without an address before it is removed
+	RemoveAfterTime time.Duration // ... and the least time between the first and the last of them
 	PropagationWait time.Duration // how long one read keeps re-reading a pending ENI
 	ApplyWait       time.Duration // apply: how long to wait for pending ENIs
 	ReadyTimeout    time.Duration // daemon: READY=1 at the latest after this, even if IMDS is dead
@@ -66,6 +67,7 @@ func Default() Config {
 		PrefixMode:       PrefixRules,
 		RefreshInterval:  60 * time.Second,
 		RemoveAfter:      2,
+		RemoveAfterTime:  5 * time.Second,
 		PropagationWait:  30 * time.Second,
 		ApplyWait:        30 * time.Second,
 		ReadyTimeout:     20 * time.Second,
@@ -123,6 +125,48 @@ type key struct {
 	help  string
 	set   func(c *Config, v string) error
 	value func(c *Config) string
+}
+
+// Scope says which commands take a key as a flag (the file holds every
+// key whatever the command).
+type Scope uint8
+
+const (
+	ForRun     Scope = 1 << iota // ec2net run
+	ForApply                     // ec2net apply and plan
+	ForStatus                    // ec2net status (and doctor)
+	ForCleanup                   // ec2net cleanup
+)
+
+// scopes is the one table of which command uses which key.
+var scopes = map[string]Scope{
+	"imds-endpoint":          ForRun | ForApply | ForStatus,
+	"imds-endpoint-mode":     ForRun | ForApply | ForStatus,
+	"exclude-macs":           ForRun | ForApply | ForStatus,
+	"exclude-eni-ids":        ForRun | ForApply | ForStatus,
+	"exclude-device-numbers": ForRun | ForApply | ForStatus,
+	"manage-primary":         ForRun | ForApply | ForStatus,
+	"mtu":                    ForRun | ForApply | ForStatus,
+	"prefix-mode":            ForRun | ForApply | ForStatus,
+	"refresh-interval":       ForRun,
+	"remove-after":           ForRun,
+	"remove-after-time":      ForRun | ForApply,
+	"propagation-wait":       ForRun,
+	"wait":                   ForApply,
+	"ready-timeout":          ForRun,
+	"state-dir":              ForRun | ForApply | ForStatus | ForCleanup,
+	"log-level":              ForRun | ForApply | ForStatus | ForCleanup,
+}
+
+// KeysFor lists the keys a command takes as flags, in file order.
+func KeysFor(s Scope) []string {
+	var out []string
+	for _, k := range keys() {
+		if scopes[k.name]&s != 0 {
+			out = append(out, k.name)
+		}
+	}
+	return out
 }
 
 func keys() []key {
@@ -220,6 +264,8 @@ func keys() []key {
 				c.RemoveAfter = n
 				return nil
 			}, func(c *Config) string { return strconv.Itoa(c.RemoveAfter) }},
+		durationKey("remove-after-time", "the least time between the first and the last IMDS read that no longer list an address before it is removed (an inconsistency shorter than this never removes anything)", 0, time.Hour,
+			func(c *Config) *time.Duration { return &c.RemoveAfterTime }),
 		durationKey("propagation-wait", "how long one read re-reads a pending ENI (backoff 100ms..5s)", 0, 10*time.Minute,
 			func(c *Config) *time.Duration { return &c.PropagationWait }),
 		durationKey("wait", "apply: how long to wait for pending ENIs", 0, time.Hour,
@@ -339,12 +385,14 @@ type Flags struct {
 	fs  *flag.FlagSet
 }
 
-// RegisterFlags adds every key as a string flag.
-func RegisterFlags(fs *flag.FlagSet) *Flags {
+// RegisterFlags adds the keys of scope as string flags.
+func RegisterFlags(fs *flag.FlagSet, scope Scope) *Flags {
 	f := &Flags{set: map[string]*string{}, fs: fs}
 	d := Default()
 	for _, k := range keys() {
-		f.set[k.name] = fs.String(k.name, k.value(&d), k.help)
+		if scopes[k.name]&scope != 0 {
+			f.set[k.name] = fs.String(k.name, k.value(&d), k.help)
+		}
 	}
 	return f
 }

@@ -47,7 +47,7 @@ func TestErrorsNameFileLineAndKey(t *testing.T) {
 
 func TestEveryKeyHasAFlagAndFlagsOverrideFile(t *testing.T) {
 	fs := flag.NewFlagSet("x", flag.ContinueOnError)
-	f := RegisterFlags(fs)
+	f := RegisterFlags(fs, ForRun|ForApply|ForStatus|ForCleanup)
 	for _, k := range Keys() {
 		if fs.Lookup(k) == nil {
 			t.Errorf("no flag for key %s", k)
@@ -63,7 +63,7 @@ func TestEveryKeyHasAFlagAndFlagsOverrideFile(t *testing.T) {
 		t.Fatalf("Apply = %+v, %v", c, err)
 	}
 	fs2 := flag.NewFlagSet("y", flag.ContinueOnError)
-	f2 := RegisterFlags(fs2)
+	f2 := RegisterFlags(fs2, ForRun|ForApply|ForStatus|ForCleanup)
 	_ = fs2.Parse([]string{"--mtu", "7"})
 	if _, err := f2.Apply(Default()); err == nil || !strings.Contains(err.Error(), "--mtu") {
 		t.Fatalf("bad flag value error = %v", err)
@@ -82,5 +82,23 @@ func TestRenderedDefaultsParseBack(t *testing.T) {
 	}
 	if _, err := Parse(strings.NewReader(b.String()), "defaults", Default()); err != nil {
 		t.Fatalf("rendered defaults do not parse: %v\n%s", err, b.String())
+	}
+}
+
+// Every key belongs to at least one command, and each command gets only
+// its own.
+func TestEveryKeyHasAScope(t *testing.T) {
+	for _, k := range Keys() {
+		if scopes[k] == 0 {
+			t.Errorf("key %s is a flag of no command", k)
+		}
+	}
+	if got := KeysFor(ForCleanup); strings.Join(got, ",") != "state-dir,log-level" {
+		t.Errorf("cleanup flags: %v", got)
+	}
+	for _, k := range KeysFor(ForApply) {
+		if k == "refresh-interval" || k == "ready-timeout" {
+			t.Errorf("apply takes the daemon's %s", k)
+		}
 	}
 }

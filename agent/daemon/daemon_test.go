@@ -26,7 +26,6 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"go.uber.org/goleak"
-	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 	"golang.org/x/sys/unix"
 )
@@ -61,6 +60,11 @@ func startHarness(t testing.TB, prefix string, mutate func(*config.Config)) *har
 	return startDaemon(t, newVPC(t, prefix), mutate)
 }
 
+func startHarnessWith(t testing.TB, prefix string, mutate func(*config.Config), opts func(*Options)) *harness {
+	t.Helper()
+	return startDaemonWith(t, newVPC(t, prefix), mutate, opts)
+}
+
 // newVPC is a simulated instance with two subnets and its primary ENI.
 func newVPC(t testing.TB, prefix string) *vpcsim.VPC {
 	t.Helper()
@@ -75,6 +79,11 @@ func newVPC(t testing.TB, prefix string) *vpcsim.VPC {
 
 func startDaemon(t testing.TB, vpc *vpcsim.VPC, mutate func(*config.Config)) *harness {
 	t.Helper()
+	return startDaemonWith(t, vpc, mutate, nil)
+}
+
+func startDaemonWith(t testing.TB, vpc *vpcsim.VPC, mutate func(*config.Config), opts func(*Options)) *harness {
+	t.Helper()
 	endpoint, err := vpc.IMDS.Start("127.0.0.1:0")
 	must(t, err)
 	ns, err := netns.GetFromName(vpc.Instance)
@@ -87,6 +96,7 @@ func startDaemon(t testing.TB, vpc *vpcsim.VPC, mutate func(*config.Config)) *ha
 	cfg := config.Default()
 	cfg.RefreshInterval = 2 * time.Second
 	cfg.ReadyTimeout = 10 * time.Second
+	cfg.RemoveAfterTime = time.Second
 	if mutate != nil {
 		mutate(&cfg)
 	}
@@ -103,10 +113,12 @@ func startDaemon(t testing.TB, vpc *vpcsim.VPC, mutate func(*config.Config)) *ha
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
 	ready := make(chan struct{})
-	go func() {
-		h.done <- Run(ctx, Options{Config: cfg, Logger: log, IMDS: client, Reconciler: rec, NetNS: ns, Version: "test",
-			Signals: h.sigs, Ready: ready, Notify: h.notify})
-	}()
+	o := Options{Config: cfg, Logger: log, IMDS: client, Reconciler: rec, NetNS: ns, Version: "test",
+		Signals: h.sigs, Ready: ready, Notify: h.notify}
+	if opts != nil {
+		opts(&o)
+	}
+	go func() { h.done <- Run(ctx, o) }()
 	t.Cleanup(h.stop)
 	select {
 	case <-ready:
@@ -336,7 +348,7 @@ func TestAssignAndUnassignWithinOneRefresh(t *testing.T) {
 	must(t, h.vpc.UnassignIPv6(eth1.MAC, new6))
 	must(t, h.vpc.UnassignPrefix(eth1.MAC, pfx))
 	// Removal needs two successful reads that no longer list them.
-	eventually(t, 2*2*time.Second+confirmDelay+2*time.Second, "unassigned addresses and prefix removed", func() error {
+	eventually(t, 2*2*time.Second+time.Second+2*time.Second, "unassigned addresses and prefix removed", func() error {
 		for _, r := range h.ownedRules() {
 			if strings.Contains(r, new4.String()) || strings.Contains(r, new6.String()) || strings.Contains(r, pfx.String()) {
 				return fmt.Errorf("rule left: %s", r)
@@ -536,30 +548,23 @@ func countFDs(t testing.TB) int {
 func TestFailedSubscriptionIsReplaced(t *testing.T) {
 	var mu sync.Mutex
 	calls := 0
-	failed := make(chan struct{})
-	subscribeEvents = func(ctx context.Context, ns netns.NsHandle, log *zap.Logger) (*eventStreams, error) {
-		mu.Lock()
-		calls++
-		n := calls
-		mu.Unlock()
-		if n > 1 {
-			return subscribe(ctx, ns, log)
-		}
-		// The first subscription fails as soon as the test says so.
-		ev := &eventStreams{links: make(chan linkEvent), deletions: make(chan struct{}, 1), close: func() {}}
-		go func() {
-			select {
-			case <-failed:
-				close(ev.links)
-			case <-ctx.Done():
+	var first *netconf.Watcher
+	h := startHarnessWith(t, "dmsub", func(c *config.Config) { c.RefreshInterval = time.Hour }, func(o *Options) {
+		o.Watch = func() (Events, error) {
+			w, err := netconf.Watch(o.NetNS)
+			mu.Lock()
+			defer mu.Unlock()
+			calls++
+			if calls == 1 {
+				first = w
 			}
-		}()
-		return ev, nil
-	}
-	t.Cleanup(func() { subscribeEvents = subscribe })
-
-	h := startHarness(t, "dmsub", func(c *config.Config) { c.RefreshInterval = time.Hour })
-	close(failed)
+			return w, err
+		}
+	})
+	// The first subscription ends (as an overrun would end it).
+	mu.Lock()
+	first.Close()
+	mu.Unlock()
 	eventually(t, 5*time.Second, "resubscribed", func() error {
 		mu.Lock()
 		defer mu.Unlock()

@@ -28,11 +28,42 @@ func TestHelpVersionAndUnknownCommand(t *testing.T) {
 	if _, errOut, code := runCLI(); code != 1 || !strings.Contains(errOut, "Usage:") {
 		t.Errorf("no command: exit %d %q", code, errOut)
 	}
-	for _, cmd := range []string{"run", "apply", "plan", "status", "cleanup"} {
-		_, errOut, code := runCLI(cmd, "--help")
-		if code != 0 || !strings.Contains(errOut, "-imds-endpoint") || !strings.Contains(errOut, "-config") {
-			t.Errorf("%s --help: exit %d\n%s", cmd, code, errOut)
+	if out, _, code := runCLI("--version"); code != 0 || !strings.HasPrefix(out, "ec2net ") {
+		t.Errorf("--version: exit %d %q", code, out)
+	}
+}
+
+// `ec2net <cmd> --help` goes to stdout, says what the command does and
+// lists only the flags that command takes, and its exit status.
+func TestHelpPerCommandOnStdoutWithOnlyItsFlags(t *testing.T) {
+	for _, tc := range []struct {
+		cmd           string
+		want, notWant []string
+	}{
+		{"run", []string{"--refresh-interval", "--ready-timeout", "--imds-endpoint", "--config"}, []string{"--wait", "--json"}},
+		{"apply", []string{"--wait", "--imds-endpoint", "--exclude-macs", "--json"}, []string{"--refresh-interval", "--ready-timeout"}},
+		{"plan", []string{"--exit-code", "--wait"}, []string{"--ready-timeout"}},
+		{"status", []string{"--json", "--imds-endpoint"}, []string{"--wait", "--refresh-interval"}},
+		{"cleanup", []string{"--state-dir", "--config"}, []string{"--imds-endpoint", "--mtu", "--wait"}},
+		{"defaults", nil, []string{"--config", "--mtu"}},
+	} {
+		out, errOut, code := runCLI(tc.cmd, "--help")
+		if code != 0 || errOut != "" || !strings.HasPrefix(out, "Usage: ec2net "+tc.cmd) || !strings.Contains(out, "Exit status:") {
+			t.Errorf("%s --help: exit %d, stderr %q\n%s", tc.cmd, code, errOut, out)
 		}
+		for _, w := range tc.want {
+			if !strings.Contains(out, w+"\n") {
+				t.Errorf("%s --help lacks %s:\n%s", tc.cmd, w, out)
+			}
+		}
+		for _, w := range tc.notWant {
+			if strings.Contains(out, w+"\n") {
+				t.Errorf("%s --help lists %s, which it does not take", tc.cmd, w)
+			}
+		}
+	}
+	if _, errOut, code := runCLI("cleanup", "--mtu", "1500"); code != 1 || !strings.Contains(errOut, "mtu") {
+		t.Errorf("cleanup --mtu: exit %d, stderr %q", code, errOut)
 	}
 }
 

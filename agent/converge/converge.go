@@ -1,0 +1,158 @@
+// Package converge is "converge once", the one path that `ec2net apply`,
+// `ec2net plan` and the daemon's first pass share:
+//
+//	imds (read, wait for pending ENIs) → evidence (removals need proof)
+//	→ netconf (plan.Desired, diff against the kernel, netlink writes)
+//
+// A plan is exactly what an apply in its place would do: the same reads,
+// the same evidence, the same diff.
+package converge
+
+import (
+	"context"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/ec2net/ec2net/agent/config"
+	"github.com/ec2net/ec2net/agent/evidence"
+	"github.com/ec2net/ec2net/agent/imds"
+	"github.com/ec2net/ec2net/netconf"
+	"github.com/ec2net/ec2net/netconf/plan"
+)
+
+// Source is where snapshots come from (imds.Client).
+type Source interface {
+	evidence.Reader
+	// SnapshotSettled reads, then re-reads pending ENIs for up to wait.
+	SnapshotSettled(ctx context.Context, wait time.Duration) (*imds.Snapshot, error)
+}
+
+// Target is the namespace to converge (netconf.Reconciler).
+type Target interface {
+	Plan(*imds.Snapshot, config.Config) (*netconf.Plan, error)
+	Apply(*imds.Snapshot, config.Config) (*netconf.Result, error)
+}
+
+// Options say how to converge.
+type Options struct {
+	Config config.Config
+	// Wait is how long to re-read pending ENIs before converging.
+	Wait time.Duration
+	// DryRun plans instead of applying.
+	DryRun bool
+	// Tracker carries the evidence of earlier reads (the daemon's). Nil
+	// means none: a removal is then confirmed by a second read, waiting
+	// as long as the evidence rule says.
+	Tracker *evidence.Tracker
+	// HoldRemovals, with a Tracker, applies at once without what would be
+	// removed instead of waiting for the confirming read; the caller
+	// reads again when Tracker.Due says (the daemon).
+	HoldRemovals bool
+}
+
+// Outcome is what one convergence did (or, dry, would do).
+type Outcome struct {
+	Snapshot *imds.Snapshot  // the snapshot converged to, evidence applied
+	Plan     *netconf.Plan   // DryRun
+	Result   *netconf.Result // otherwise
+}
+
+// ENIs returns the per-ENI results of the plan or the apply.
+func (o *Outcome) ENIs() []netconf.ENIResult {
+	if o.Result != nil {
+		return o.Result.ENIs
+	}
+	if o.Plan != nil {
+		return o.Plan.ENIs
+	}
+	return nil
+}
+
+// Held returns the ENIs left as they are because their metadata is not
+// trustworthy (pending, invalid, unknown): what `apply` exits 2 for.
+func (o *Outcome) Held() []netconf.ENIResult {
+	var out []netconf.ENIResult
+	for _, e := range o.ENIs() {
+		if e.Disposition == plan.Hold {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// Once reads IMDS, applies the evidence rule and converges the target.
+func Once(ctx context.Context, src Source, tgt Target, o Options) (*Outcome, error) {
+	snap, err := Read(ctx, src, tgt, o)
+	if err != nil {
+		return nil, err
+	}
+	out := &Outcome{Snapshot: snap}
+	if o.DryRun {
+		out.Plan, err = tgt.Plan(snap, o.Config)
+	} else {
+		out.Result, err = tgt.Apply(snap, o.Config)
+	}
+	return out, err
+}
+
+// Read is the first half of Once: one read (re-reading pending ENIs for
+// up to o.Wait) with the evidence rule applied, ready to converge to. The
+// daemon reads in a worker and applies in its loop.
+func Read(ctx context.Context, src Source, tgt Target, o Options) (*imds.Snapshot, error) {
+	snap, err := src.SnapshotSettled(ctx, o.Wait)
+	if err != nil {
+		return nil, err
+	}
+	tracker := o.Tracker
+	if tracker == nil {
+		tracker = evidence.New(2, o.Config.RemoveAfterTime)
+	}
+	removals := Removals(tgt, o.Config)
+	if o.HoldRemovals {
+		filtered := tracker.Filter(snap)
+		items, err := removals(filtered)
+		if err != nil {
+			return nil, err
+		}
+		return tracker.Hold(filtered, items), nil
+	}
+	return tracker.Confirm(ctx, src, snap, removals)
+}
+
+// Removals is the evidence question asked of a target: which addresses and
+// delegated prefixes of ENIs listed Complete would converging remove?
+// Addresses are found from their deletion, prefixes (and addresses of
+// ENIs whose addresses are not ec2net's) from their rule's deletion.
+func Removals(tgt Target, cfg config.Config) evidence.Removals {
+	return func(snap *imds.Snapshot) (map[string][]netip.Prefix, error) {
+		p, err := tgt.Plan(snap, cfg)
+		if err != nil {
+			return nil, err
+		}
+		out := map[string][]netip.Prefix{}
+		for _, c := range p.Changes {
+			if c.Op != netconf.OpDel {
+				continue
+			}
+			e := snap.ENI(c.MAC)
+			if e == nil || e.State != imds.Complete {
+				continue
+			}
+			var item netip.Prefix
+			switch c.Kind {
+			case netconf.KindAddr:
+				a := c.Addr.Prefix.Addr()
+				item = netip.PrefixFrom(a, a.BitLen())
+			case netconf.KindRule:
+				item = c.Rule.Src
+			}
+			// An item IMDS still lists goes for another reason
+			// (exclusion, manage-primary off): no evidence to wait for.
+			if item.IsValid() && !slices.Contains(evidence.Items(e), item) {
+				out[c.MAC] = append(out[c.MAC], item)
+			}
+		}
+		return out, nil
+	}
+}

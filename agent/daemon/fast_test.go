@@ -1,0 +1,224 @@
+package daemon
+
+// The fast tier: the daemon's scheduling decisions with a fake IMDS, a
+// fake namespace and a fake event stream. No root, no namespaces, well
+// under a second; the namespace tests in daemon_test.go are the proof.
+
+import (
+	"context"
+	"errors"
+	"os"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ec2net/ec2net/agent/config"
+	"github.com/ec2net/ec2net/agent/imds"
+	"github.com/ec2net/ec2net/netconf"
+	"github.com/ec2net/ec2net/netconf/plan"
+	"go.uber.org/zap/zaptest"
+)
+
+// fakeIMDS counts reads; each read waits for gate (when set) and returns
+// fail (when set) or a snapshot with one complete ENI.
+type fakeIMDS struct {
+	mu    sync.Mutex
+	reads int
+	gate  chan struct{}
+	fail  error
+}
+
+func (f *fakeIMDS) Snapshot(ctx context.Context) (*imds.Snapshot, error) {
+	f.mu.Lock()
+	f.reads++
+	gate, fail := f.gate, f.fail
+	f.mu.Unlock()
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	if fail != nil {
+		return nil, fail
+	}
+	return &imds.Snapshot{PrimaryMAC: "02:00:00:00:00:01", Taken: time.Now(), ENIs: []imds.ENI{
+		{MAC: "02:00:00:00:00:01", Primary: true, InterfaceID: "eni-01", State: imds.Complete}}}, nil
+}
+
+func (f *fakeIMDS) SnapshotSettled(ctx context.Context, _ time.Duration) (*imds.Snapshot, error) {
+	return f.Snapshot(ctx)
+}
+
+func (f *fakeIMDS) Forget(string) {}
+
+func (f *fakeIMDS) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.reads
+}
+
+// fakeNS counts applies; restores says what each apply restored.
+type fakeNS struct {
+	mu       sync.Mutex
+	applies  int
+	snaps    []*imds.Snapshot
+	links    []plan.LinkInfo
+	dir      string
+	restores []netconf.Change
+}
+
+func (f *fakeNS) Plan(*imds.Snapshot, config.Config) (*netconf.Plan, error) {
+	return &netconf.Plan{}, nil
+}
+
+func (f *fakeNS) Apply(s *imds.Snapshot, _ config.Config) (*netconf.Result, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.applies++
+	f.snaps = append(f.snaps, s)
+	return &netconf.Result{ENIs: []netconf.ENIResult{{MAC: "02:00:00:00:00:02", Disposition: plan.Configure, Applied: f.restores}}}, nil
+}
+
+func (f *fakeNS) Links() ([]plan.LinkInfo, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]plan.LinkInfo(nil), f.links...), nil
+}
+
+func (f *fakeNS) StateDir() string { return f.dir }
+
+func (f *fakeNS) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.applies
+}
+
+type fakeEvents struct {
+	links, dels, done chan struct{}
+}
+
+func newFakeEvents() *fakeEvents {
+	return &fakeEvents{links: make(chan struct{}, 1), dels: make(chan struct{}, 1), done: make(chan struct{})}
+}
+func (e *fakeEvents) LinksChanged() <-chan struct{} { return e.links }
+func (e *fakeEvents) Deletions() <-chan struct{}    { return e.dels }
+func (e *fakeEvents) Done() <-chan struct{}         { return e.done }
+func (e *fakeEvents) TakeDeleted() netconf.Deleted  { return netconf.Deleted{Rules: 1} }
+func (e *fakeEvents) Err() error                    { return nil }
+func (e *fakeEvents) Close()                        {}
+func signalOne(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+type fastBed struct {
+	imds   *fakeIMDS
+	ns     *fakeNS
+	ev     *fakeEvents
+	sigs   chan os.Signal
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func startFast(t *testing.T, src *fakeIMDS, ns *fakeNS) *fastBed {
+	t.Helper()
+	cfg := config.Default()
+	cfg.RefreshInterval = time.Hour
+	cfg.RemoveAfterTime = 0
+	ns.dir = t.TempDir()
+	b := &fastBed{imds: src, ns: ns, ev: newFakeEvents(), sigs: make(chan os.Signal, 1), done: make(chan error, 1)}
+	ctx, cancel := context.WithCancel(context.Background())
+	b.cancel = cancel
+	go func() {
+		b.done <- Run(ctx, Options{Config: cfg, Logger: zaptest.NewLogger(t), IMDS: src, Reconciler: ns,
+			Watch: func() (Events, error) { return b.ev, nil }, Notify: func(string) {}, Signals: b.sigs})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-b.done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	return b
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within 5s: %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// A burst of link events during a read causes one more read, not one per
+// event.
+func TestFastBurstOfLinkEventsCausesOneRead(t *testing.T) {
+	src := &fakeIMDS{gate: make(chan struct{})}
+	ns := &fakeNS{}
+	b := startFast(t, src, ns)
+	waitUntil(t, "first read started", func() bool { return src.count() == 1 })
+	for i := 0; i < 100; i++ {
+		ns.mu.Lock()
+		ns.links = append(ns.links, plan.LinkInfo{Index: 10 + i, Name: "eth1", MAC: "02:00:00:00:00:02"})
+		ns.mu.Unlock()
+		signalOne(b.ev.links)
+	}
+	close(src.gate) // the first read and everything after it complete at once
+	waitUntil(t, "the follow-up read", func() bool { return src.count() >= 2 })
+	// SIGHUP is one more read: if the burst had caused more than one,
+	// the count would pass 3.
+	waitUntil(t, "every link event handled", func() bool { return len(b.ev.links) == 0 })
+	b.sigs <- os.Interrupt // not handled: a barrier through the loop
+	b.sigs <- sighup
+	waitUntil(t, "SIGHUP read", func() bool { return src.count() >= 3 })
+	if n := src.count(); n != 3 {
+		t.Errorf("%d reads for a burst of 100 link events and a SIGHUP, want 3", n)
+	}
+}
+
+// Repairs of a one-off deletion are immediate; a program that keeps
+// deleting what was just restored gets exponentially fewer repairs.
+func TestFastDeletionStormIsRateLimited(t *testing.T) {
+	src := &fakeIMDS{}
+	ns := &fakeNS{restores: []netconf.Change{{Op: netconf.OpAdd, Kind: netconf.KindLink, LinkSet: netconf.LinkSetting{AltName: "eni-x"}}}}
+	b := startFast(t, src, ns)
+	waitUntil(t, "first apply", func() bool { return ns.count() == 1 })
+	signalOne(b.ev.dels)
+	waitUntil(t, "a one-off deletion repaired", func() bool { return ns.count() == 2 })
+	stormEnd := time.Now().Add(400 * time.Millisecond)
+	for time.Now().Before(stormEnd) {
+		signalOne(b.ev.dels)
+		time.Sleep(time.Millisecond) // the other program's pace, not synchronisation
+	}
+	// 400 ms of deletions: a few fast repairs until the fight is
+	// recognised, then one per second at most.
+	if n := ns.count(); n > 2+fightAfter+1 {
+		t.Errorf("%d applies during a 400 ms deletion storm, want at most %d", n, 2+fightAfter+1)
+	}
+}
+
+// While IMDS fails, reads back off and nothing is applied or removed.
+func TestFastOutageBacksOffAndAppliesNothing(t *testing.T) {
+	src := &fakeIMDS{fail: errors.New("connection refused")}
+	ns := &fakeNS{}
+	startFast(t, src, ns)
+	start := time.Now()
+	waitUntil(t, "four reads", func() bool { return src.count() >= 4 })
+	// Backoff 100 ms, 200 ms, 400 ms (each shortened by up to 20 %).
+	if d := time.Since(start); d < 500*time.Millisecond {
+		t.Errorf("four failing reads within %v: no backoff", d)
+	}
+	if n := ns.count(); n != 0 {
+		t.Errorf("%d applies while IMDS never answered", n)
+	}
+}
+
+var sighup = syscall.SIGHUP

@@ -1,0 +1,289 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/ec2net/ec2net/agent/config"
+	"github.com/ec2net/ec2net/agent/evidence"
+	"github.com/ec2net/ec2net/agent/imds"
+	"github.com/ec2net/ec2net/netconf"
+	"go.uber.org/zap"
+)
+
+// loop is the daemon's one goroutine and all its state.
+type loop struct {
+	o    Options
+	cfg  config.Config
+	log  *zap.Logger
+	sigs <-chan os.Signal
+	wg   *sync.WaitGroup
+
+	tracker *evidence.Tracker
+	last    *imds.Snapshot // the snapshot last converged to, evidence applied
+	links   *linkTracker
+	states  map[string]imds.ENIState // MAC -> state in the last read, to log changes only
+
+	reads   readQueue
+	repairs *repairPolicy
+
+	refresh, retry, repair, readyBy *time.Timer
+	ready                          bool
+	lastErr                        string // last IMDS error class logged, so an outage logs once
+	lastStatus                     string
+	wedged                         bool
+}
+
+func newLoop(o Options, sigs <-chan os.Signal, wg *sync.WaitGroup) *loop {
+	return &loop{
+		o: o, cfg: o.Config, log: o.Logger, sigs: sigs, wg: wg,
+		tracker: evidence.New(o.Config.RemoveAfter, o.Config.RemoveAfterTime),
+		links:   newLinkTracker(o.Config.PropagationWait),
+		states:  map[string]imds.ENIState{},
+		reads:   newReadQueue(),
+		repairs: newRepairPolicy(),
+	}
+}
+
+func stoppedTimer() *time.Timer {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return t
+}
+
+// arm resets t to fire after d (a stopped or fired timer is re-armed).
+func arm(t *time.Timer, d time.Duration) { t.Reset(max(d, 0)) }
+
+func (l *loop) run(ctx context.Context, ev Events) error {
+	l.refresh = time.NewTimer(jitter(l.cfg.RefreshInterval))
+	l.retry, l.repair = stoppedTimer(), stoppedTimer()
+	l.readyBy = time.NewTimer(l.cfg.ReadyTimeout)
+	defer func() {
+		for _, t := range []*time.Timer{l.refresh, l.retry, l.repair, l.readyBy} {
+			t.Stop()
+		}
+		ev.Close()
+	}()
+	var watchdog <-chan time.Time
+	if interval, err := daemon.SdWatchdogEnabled(false); err == nil && interval > 0 {
+		t := time.NewTicker(interval / 3)
+		defer t.Stop()
+		watchdog = t.C
+		l.o.Notify("WATCHDOG=1")
+	}
+
+	l.log.Info("ec2net starting", zap.String("version", l.o.Version), zap.Duration("refresh", l.cfg.RefreshInterval))
+	// Links that exist now are not "new": their next event (say, our own
+	// link-up) must not look like an attach.
+	if links, err := l.o.Reconciler.Links(); err == nil {
+		l.links.seed(links)
+	}
+	l.startRead(ctx, readFirst)
+
+	for {
+		select {
+		case <-ctx.Done():
+			l.o.Notify("STOPPING=1")
+			l.log.Info("ec2net stopping; configuration left in place")
+			return nil
+		case <-watchdog:
+			if !l.wedged {
+				l.o.Notify("WATCHDOG=1")
+			}
+		case <-l.readyBy.C:
+			l.onReadyDeadline()
+		case s := <-l.sigs:
+			if l.onSignal(ctx, s) {
+				return nil
+			}
+		case <-l.refresh.C:
+			arm(l.refresh, jitter(l.cfg.RefreshInterval))
+			l.requestRead(ctx, readFull)
+		case <-l.retry.C:
+			l.requestRead(ctx, readFull)
+		case <-l.repair.C:
+			l.onRepair()
+		case r := <-l.reads.results:
+			l.onRead(ctx, r)
+		case <-ev.LinksChanged():
+			l.onLinks(ctx)
+		case <-ev.Deletions():
+			l.onDeletions(ev.TakeDeleted())
+		case <-ev.Done():
+			next, err := l.onEventsLost(ctx, ev)
+			if err != nil {
+				return err
+			}
+			ev = next
+		}
+	}
+}
+
+func (l *loop) onReadyDeadline() {
+	if !l.ready {
+		l.log.Warn("IMDS has not answered: reporting ready, degraded", zap.Duration("after", l.cfg.ReadyTimeout))
+		l.sendReady("degraded: IMDS not answering yet")
+	}
+}
+
+// onSignal handles SIGHUP (refresh now) and the SIGUSR2 test hook; true
+// means stop.
+func (l *loop) onSignal(ctx context.Context, s os.Signal) bool {
+	switch s {
+	case syscall.SIGHUP:
+		l.log.Info("SIGHUP: refreshing now")
+		l.requestRead(ctx, readFull)
+	case syscall.SIGUSR2:
+		if os.Getenv("EC2NET_TEST_HOOKS") == "1" {
+			// Test hook: wedge the main loop so the systemd watchdog must
+			// kill and restart us.
+			l.log.Warn("test hook: wedging the main loop")
+			l.wedged = true
+			<-ctx.Done()
+			return true
+		}
+	}
+	return false
+}
+
+// onLinks re-reads the links once per burst of link events: a new link
+// (attach, re-attach) needs an IMDS read, a gone one (detach) a reconcile
+// now (its orphaned rules and routes), a rename or flag change a
+// reconcile (restore what the ENI needs).
+func (l *loop) onLinks(ctx context.Context) {
+	links, err := l.o.Reconciler.Links()
+	if err != nil {
+		l.log.Warn("cannot list links", zap.Error(err))
+		return
+	}
+	ch := l.links.update(links, time.Now())
+	for _, g := range ch.gone {
+		l.o.IMDS.Forget(g.MAC)
+		l.tracker.Forget(g.MAC)
+		l.log.Info("link removed (ENI detached)", zap.String("link", g.Name), zap.String("mac", g.MAC))
+	}
+	for _, a := range ch.appeared {
+		l.log.Info("link appeared", zap.String("link", a.Name), zap.String("mac", a.MAC))
+	}
+	if len(ch.gone) > 0 || ch.changed {
+		l.apply("link change")
+	}
+	if len(ch.appeared) > 0 {
+		l.requestRead(ctx, readFull)
+	}
+}
+
+// onDeletions schedules a repair: a no-change apply costs one dump and no
+// writes, so any deletion simply leads to a reconcile, soon for a one-off,
+// later while another program keeps deleting what was just restored.
+func (l *loop) onDeletions(d netconf.Deleted) {
+	l.repairs.deleted(d)
+	if l.last == nil || l.repairs.armed {
+		return
+	}
+	l.repairs.armed = true
+	arm(l.repair, l.repairs.delay())
+}
+
+func (l *loop) onRepair() {
+	l.repairs.armed = false
+	res := l.apply("repair")
+	if res != nil {
+		l.repairs.repaired(time.Now(), res, l.log)
+	}
+}
+
+// onEventsLost replaces a failed subscription: events may have been lost
+// (ENOBUFS after an event storm), so everything is re-read rather than
+// trusted.
+func (l *loop) onEventsLost(ctx context.Context, old Events) (Events, error) {
+	if ctx.Err() != nil {
+		return old, nil
+	}
+	l.log.Warn("netlink event subscription ended; resubscribing and re-reading", zap.Error(old.Err()))
+	old.Close()
+	ev, err := l.o.Watch()
+	if err != nil {
+		return nil, fmt.Errorf("resubscribe to netlink events: %w", err)
+	}
+	l.onLinks(ctx)
+	l.apply("events lost")
+	l.requestRead(ctx, readFull)
+	return ev, nil
+}
+
+// apply converges the kernel to the last snapshot and logs what changed.
+func (l *loop) apply(why string) *netconf.Result {
+	if l.last == nil {
+		return nil
+	}
+	res, err := l.o.Reconciler.Apply(l.last, l.cfg)
+	if err != nil {
+		l.log.Error("reconcile failed", zap.String("trigger", why), zap.Error(err))
+		l.setStatus("degraded: " + err.Error())
+		return nil
+	}
+	l.logResult(why, res)
+	l.setStatus(summary(res))
+	return res
+}
+
+func (l *loop) logResult(why string, res *netconf.Result) {
+	for _, e := range res.ENIs {
+		for _, c := range e.Applied {
+			if why == "repair" && c.Op != netconf.OpDel {
+				continue // a repair burst is logged once, as a whole
+			}
+			msg := "configured"
+			if c.Op == netconf.OpDel {
+				msg = "removed"
+			}
+			l.log.Info(msg, zap.String("link", e.Link), zap.String("mac", e.MAC), zap.String("eni", e.ENIID), zap.String("change", c.Text()))
+		}
+		for _, f := range e.Failed {
+			l.log.Error("change failed", zap.String("link", e.Link), zap.String("mac", e.MAC), zap.String("change", f.Change.Text()), zap.Error(f.Err))
+		}
+	}
+}
+
+func (l *loop) sendReady(status string) {
+	l.ready = true
+	if status == "" {
+		status = l.lastStatus
+	}
+	l.lastStatus = status
+	l.o.Notify("READY=1\nSTATUS=" + status)
+	if l.o.Ready != nil {
+		close(l.o.Ready)
+		l.o.Ready = nil
+	}
+}
+
+func (l *loop) setStatus(s string) {
+	if s == l.lastStatus {
+		return
+	}
+	l.lastStatus = s
+	l.o.Notify("STATUS=" + s)
+}
+
+// jitter spreads d by ±10 % so that a fleet does not read IMDS in step.
+func jitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return d
+	}
+	return time.Duration(float64(d) * (0.9 + 0.2*rand.Float64()))
+}
+
+// jitterUp lengthens d by up to 10 % (never shortens it: the evidence
+// rule needs at least d).
+func jitterUp(d time.Duration) time.Duration {
+	d = max(d, 0)
+	return d + time.Duration(0.1*rand.Float64()*float64(d))
+}
