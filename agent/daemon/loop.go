@@ -34,10 +34,10 @@ type loop struct {
 	repairs *repairPolicy
 
 	refresh, retry, repair, readyBy *time.Timer
-	ready                          bool
-	lastErr                        string // last IMDS error class logged, so an outage logs once
-	lastStatus                     string
-	wedged                         bool
+	ready                           bool
+	lastErr                         string // last IMDS error class logged, so an outage logs once
+	lastStatus                      string
+	wedged                          bool
 }
 
 func newLoop(o Options, sigs <-chan os.Signal, wg *sync.WaitGroup) *loop {

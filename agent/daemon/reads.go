@@ -126,7 +126,6 @@ func (l *loop) scheduleNextRead(snap *imds.Snapshot, now time.Time) {
 	l.retry.Stop()
 }
 
-
 // logStateChanges logs an ENI's metadata state when it changes (pending,
 // invalid, unknown, complete again, gone from IMDS): one line per change,
 // nothing on a quiet refresh.

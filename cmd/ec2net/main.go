@@ -72,7 +72,9 @@ func commands() []command {
 	}
 }
 
-func jsonFlag(fs *flag.FlagSet) any { return fs.Bool("json", false, "print JSON (see the man page for its shape)") }
+func jsonFlag(fs *flag.FlagSet) any {
+	return fs.Bool("json", false, "print JSON (see the man page for its shape)")
+}
 
 type planOpts struct{ json, exitCode *bool }
 
@@ -210,4 +212,3 @@ func cmdDefaults(_ context.Context, c *call) int {
 	fmt.Fprintf(c.stdout, "# /etc/ec2net/ec2net.conf: ec2net configuration (ec2net %s).\n# Every key is also a command-line flag (--key value); flags win.\n\n%s", version, config.Render(config.Default()))
 	return exitOK
 }
-
