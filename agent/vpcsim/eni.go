@@ -69,6 +69,7 @@ type ENISpec struct {
 // where it is plugged in.
 type eni struct {
 	ENISpec
+	inst    *Instance // the instance it is attached to
 	hw      net.HardwareAddr
 	port    string // router end of the veth, a port of sub's bridge
 	sub     *subnet
@@ -276,11 +277,11 @@ func maskAll(ps []netip.Prefix) []netip.Prefix {
 // the subnet's length, a default route via the gateway in the main table
 // (protocol dhcp); with IPv6, IPv6[0]/128 and a default route via
 // fe80:ec2::1 (protocol ra). IMDS gets the ENI and the top-level mac.
-func (v *VPC) LaunchPrimary(s ENISpec) error {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if v.primary != nil {
-		return fmt.Errorf("vpcsim: primary ENI %s already launched", v.primary.MAC)
+func (v *VPC) LaunchPrimary(s ENISpec) error { return v.def.LaunchPrimary(s) }
+
+func (v *VPC) launchPrimaryLocked(i *Instance, s ENISpec) error {
+	if i.primary != nil {
+		return fmt.Errorf("vpcsim: primary ENI %s of %s already launched", i.primary.MAC, i.Name)
 	}
 	if s.Name == "" {
 		s.Name = "eth0"
@@ -293,6 +294,7 @@ func (v *VPC) LaunchPrimary(s ENISpec) error {
 		return fmt.Errorf("vpcsim: primary ENI %s needs an address", e.MAC)
 	}
 	e.primary = true
+	e.inst = i
 	if err := v.plugLocked(e); err != nil {
 		return err
 	}
@@ -304,34 +306,34 @@ func (v *VPC) LaunchPrimary(s ENISpec) error {
 	// so the first probe does not race the kernel's carrier handling.
 	ctx, cancel := context.WithTimeout(context.Background(), linkReadyTimeout)
 	defer cancel()
-	if err := waitOperUp(ctx, v.instance, e.Name); err != nil {
+	if err := waitOperUp(ctx, i.nl, e.Name); err != nil {
 		v.unplugLocked(e)
 		return err
 	}
-	if err := waitPortForwarding(ctx, v.handles[v.Router], e.port); err != nil {
+	if err := waitPortForwarding(ctx, v.handles[v.Router], v.router, e.port); err != nil {
 		v.unplugLocked(e)
 		return err
 	}
 	v.enis[e.MAC] = e
-	v.primary = e
-	v.IMDS.SetPrimaryMAC(e.MAC)
-	v.IMDS.AttachENI(v.imdsENILocked(e))
+	i.primary = e
+	i.IMDS.SetPrimaryMAC(e.MAC)
+	i.IMDS.AttachENI(v.imdsENILocked(e))
 	e.inIMDS = true
 	return nil
 }
 
 func (v *VPC) configurePrimaryLocked(e *eni) error {
-	link, err := v.instance.LinkByName(e.Name)
+	link, err := e.inst.nl.LinkByName(e.Name)
 	if err != nil {
 		return fmt.Errorf("vpcsim: primary link %s: %w", e.Name, err)
 	}
-	if err := v.instance.LinkSetUp(link); err != nil {
+	if err := e.inst.nl.LinkSetUp(link); err != nil {
 		return fmt.Errorf("vpcsim: set %s up: %w", e.Name, err)
 	}
 	idx := link.Attrs().Index
 	if len(e.IPv4) > 0 {
 		p := netip.PrefixFrom(e.IPv4[0], e.sub.ipv4.Bits())
-		if err := v.instance.AddrAdd(link, &netlink.Addr{IPNet: ipNet(p)}); err != nil {
+		if err := e.inst.nl.AddrAdd(link, &netlink.Addr{IPNet: ipNet(p)}); err != nil {
 			return fmt.Errorf("vpcsim: add %s to %s: %w", p, e.Name, err)
 		}
 		r := &netlink.Route{
@@ -340,14 +342,14 @@ func (v *VPC) configurePrimaryLocked(e *eni) error {
 			Gw:        net.IP(e.sub.gw4.AsSlice()),
 			Protocol:  protoDHCP,
 		}
-		if err := v.instance.RouteAdd(r); err != nil {
+		if err := e.inst.nl.RouteAdd(r); err != nil {
 			return fmt.Errorf("vpcsim: default route via %s on %s: %w", e.sub.gw4, e.Name, err)
 		}
 	}
 	if e.sub.ipv6.IsValid() && len(e.IPv6) > 0 {
 		// The instance booted long ago: duplicate address detection is over.
 		p := hostPrefix(e.IPv6[0])
-		if err := v.instance.AddrAdd(link, &netlink.Addr{IPNet: ipNet(p), Flags: nodadFlag}); err != nil {
+		if err := e.inst.nl.AddrAdd(link, &netlink.Addr{IPNet: ipNet(p), Flags: nodadFlag}); err != nil {
 			return fmt.Errorf("vpcsim: add %s to %s: %w", p, e.Name, err)
 		}
 		r := &netlink.Route{
@@ -356,7 +358,7 @@ func (v *VPC) configurePrimaryLocked(e *eni) error {
 			Gw:        net.IP(GatewayLinkLocal.AsSlice()),
 			Protocol:  protoRA,
 		}
-		if err := v.instance.RouteAdd(r); err != nil {
+		if err := e.inst.nl.RouteAdd(r); err != nil {
 			return fmt.Errorf("vpcsim: IPv6 default route via %s on %s: %w", GatewayLinkLocal, e.Name, err)
 		}
 	}
@@ -366,29 +368,14 @@ func (v *VPC) configurePrimaryLocked(e *eni) error {
 // Attach hot-attaches an ENI as EC2 does: the link appears in the instance
 // (one RTM_NEWLINK, down, no addresses) with the router already enforcing
 // the ENI's addresses, then IMDS learns about it.
-func (v *VPC) Attach(s ENISpec) error {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	e, err := v.attachLinkLocked(s)
-	if err != nil {
-		return err
-	}
-	v.IMDS.AttachENI(v.imdsENILocked(e))
-	e.inIMDS = true
-	return nil
-}
+func (v *VPC) Attach(s ENISpec) error { return v.def.Attach(s) }
 
 // AttachLinkOnly is Attach without telling IMDS, for tests of metadata
 // that lags behind the kernel; AnnounceIMDS completes it.
-func (v *VPC) AttachLinkOnly(s ENISpec) error {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	_, err := v.attachLinkLocked(s)
-	return err
-}
+func (v *VPC) AttachLinkOnly(s ENISpec) error { return v.def.AttachLinkOnly(s) }
 
-// AnnounceIMDS adds an ENI attached with AttachLinkOnly to IMDS, with its
-// current addresses.
+// AnnounceIMDS adds an ENI attached with AttachLinkOnly to its instance's
+// IMDS, with its current addresses.
 func (v *VPC) AnnounceIMDS(mac string) error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
@@ -396,16 +383,17 @@ func (v *VPC) AnnounceIMDS(mac string) error {
 	if err != nil {
 		return err
 	}
-	v.IMDS.AttachENI(v.imdsENILocked(e))
+	e.inst.IMDS.AttachENI(v.imdsENILocked(e))
 	e.inIMDS = true
 	return nil
 }
 
-func (v *VPC) attachLinkLocked(s ENISpec) (*eni, error) {
+func (v *VPC) attachLinkLocked(i *Instance, s ENISpec) (*eni, error) {
 	e, err := v.validateLocked(s)
 	if err != nil {
 		return nil, err
 	}
+	e.inst = i
 	if err := v.plugLocked(e); err != nil {
 		return nil, err
 	}
@@ -421,7 +409,7 @@ func (v *VPC) plugLocked(e *eni) error {
 	e.port = fmt.Sprintf("eni%d", v.nextPort)
 	v.nextPort++
 	v4, v6 := e.assigned()
-	if err := v.nft(v.Router, nftAddPortScript(e.port)+nftSetsScript(e.port, v4, v6)); err != nil {
+	if err := addPortCheck(v.handles[v.Router], e.port, e.inst.mark(), v4, v6); err != nil {
 		return fmt.Errorf("vpcsim: source/destination check for %s: %w", e.MAC, err)
 	}
 	fail := func(err error) error {
@@ -432,13 +420,13 @@ func (v *VPC) plugLocked(e *eni) error {
 		LinkAttrs:        netlink.LinkAttrs{Name: e.port, Index: routerIndexBase + v.nextPort - 1},
 		PeerName:         e.Name,
 		PeerHardwareAddr: e.hw,
-		PeerNamespace:    netlink.NsFd(int(v.handles[v.Instance])),
+		PeerNamespace:    netlink.NsFd(int(e.inst.ns)),
 	}
 	if err := v.router.LinkAdd(veth); err != nil {
 		return fail(fmt.Errorf("vpcsim: create %s (%s) in the instance: %w", e.Name, e.MAC, err))
 	}
 	e.linked = true
-	if err := fastNeighRetrans(v.handles[v.Instance], e.Name); err != nil {
+	if err := fastNeighRetrans(e.inst.ns, e.Name); err != nil {
 		return fail(err)
 	}
 	port, err := v.router.LinkByName(e.port)
@@ -476,7 +464,7 @@ func (v *VPC) plugLocked(e *eni) error {
 			return fail(err)
 		}
 	}
-	v.logf("vpcsim: plugged %s (%s, %s) into %s via %s", e.Name, e.MAC, e.ID, e.sub, e.port)
+	v.logf("vpcsim: plugged %s (%s, %s) of %s into %s via %s", e.Name, e.MAC, e.ID, e.inst.Name, e.sub, e.port)
 	return nil
 }
 
@@ -498,7 +486,7 @@ func (v *VPC) unplugLocked(e *eni) {
 	if len(e.IPv6Prefixes) > 0 {
 		v.delNeighLocked(e, e.linkLocal())
 	}
-	_ = v.nft(v.Router, nftDeletePortScript(e.port))
+	_ = deletePortCheck(v.handles[v.Router], e.port)
 }
 
 // assigned returns the ENI's addresses as set elements.
@@ -639,7 +627,7 @@ func (v *VPC) Detach(mac string) error {
 	}
 	v.unplugLocked(e)
 	if e.inIMDS {
-		v.IMDS.DetachENI(e.MAC)
+		e.inst.IMDS.DetachENI(e.MAC)
 	}
 	delete(v.enis, e.MAC)
 	v.logf("vpcsim: detached %s (%s)", e.Name, e.MAC)
@@ -711,13 +699,13 @@ func (v *VPC) assign(mac string, a netip.Addr, add bool) error {
 	if e.inIMDS {
 		switch {
 		case a.Is4() && add:
-			v.IMDS.AssignIPv4(e.MAC, a.String())
+			e.inst.IMDS.AssignIPv4(e.MAC, a.String())
 		case a.Is4():
-			v.IMDS.UnassignIPv4(e.MAC, a.String())
+			e.inst.IMDS.UnassignIPv4(e.MAC, a.String())
 		case add:
-			v.IMDS.AssignIPv6(e.MAC, a.String())
+			e.inst.IMDS.AssignIPv6(e.MAC, a.String())
 		default:
-			v.IMDS.UnassignIPv6(e.MAC, a.String())
+			e.inst.IMDS.UnassignIPv6(e.MAC, a.String())
 		}
 	}
 	return nil
@@ -777,9 +765,9 @@ func (v *VPC) assignPrefix(mac string, p netip.Prefix, add bool) error {
 	}
 	if e.inIMDS {
 		if add {
-			v.IMDS.AssignPrefix(e.MAC, p.String())
+			e.inst.IMDS.AssignPrefix(e.MAC, p.String())
 		} else {
-			v.IMDS.UnassignPrefix(e.MAC, p.String())
+			e.inst.IMDS.UnassignPrefix(e.MAC, p.String())
 		}
 	}
 	return nil
@@ -787,7 +775,7 @@ func (v *VPC) assignPrefix(mac string, p netip.Prefix, add bool) error {
 
 func (v *VPC) syncSetsLocked(e *eni) error {
 	v4, v6 := e.assigned()
-	if err := v.nft(v.Router, nftSetsScript(e.port, v4, v6)); err != nil {
+	if err := syncPortSets(v.handles[v.Router], e.port, v4, v6); err != nil {
 		return fmt.Errorf("vpcsim: update source/destination check for %s: %w", e.MAC, err)
 	}
 	return nil
@@ -805,21 +793,21 @@ func (v *VPC) Rename(mac, newName string) error {
 	if newName == "" || len(newName) > 15 {
 		return fmt.Errorf("vpcsim: link name %q must be 1-15 characters", newName)
 	}
-	link, err := v.instanceLinkByMACLocked(e.hw)
+	link, err := v.instanceLinkByMACLocked(e.inst, e.hw)
 	if err != nil {
 		return err
 	}
 	wasUp := link.Attrs().Flags&net.FlagUp != 0
 	if wasUp {
-		if err := v.instance.LinkSetDown(link); err != nil {
+		if err := e.inst.nl.LinkSetDown(link); err != nil {
 			return fmt.Errorf("vpcsim: rename %s: set down: %w", link.Attrs().Name, err)
 		}
 	}
-	if err := v.instance.LinkSetName(link, newName); err != nil {
+	if err := e.inst.nl.LinkSetName(link, newName); err != nil {
 		return fmt.Errorf("vpcsim: rename %s to %s: %w", link.Attrs().Name, newName, err)
 	}
 	if wasUp {
-		if err := v.instance.LinkSetUp(link); err != nil {
+		if err := e.inst.nl.LinkSetUp(link); err != nil {
 			return fmt.Errorf("vpcsim: rename %s: set up again: %w", newName, err)
 		}
 	}
@@ -828,63 +816,42 @@ func (v *VPC) Rename(mac, newName string) error {
 	return nil
 }
 
-// LinkName returns the instance's current name for the ENI's link, or ""
-// when the instance has no link with that MAC.
-func (v *VPC) LinkName(mac string) string {
-	v.mu.Lock()
-	defer v.mu.Unlock()
+// LinkName returns the (first) instance's current name for the ENI's link,
+// or "" when that instance has no link with that MAC.
+func (v *VPC) LinkName(mac string) string { return v.def.LinkName(mac) }
+
+func (v *VPC) linkNameLocked(i *Instance, mac string) string {
 	hw, err := net.ParseMAC(mac)
 	if err != nil || v.closed {
 		return ""
 	}
-	link, err := v.instanceLinkByMACLocked(hw)
+	link, err := v.instanceLinkByMACLocked(i, hw)
 	if err != nil {
 		return ""
 	}
 	return link.Attrs().Name
 }
 
-func (v *VPC) instanceLinkByMACLocked(hw net.HardwareAddr) (netlink.Link, error) {
-	links, err := v.instance.LinkList()
+func (v *VPC) instanceLinkByMACLocked(i *Instance, hw net.HardwareAddr) (netlink.Link, error) {
+	links, err := i.nl.LinkList()
 	if err != nil {
-		return nil, fmt.Errorf("vpcsim: list instance links: %w", err)
+		return nil, fmt.Errorf("vpcsim: list links of %s: %w", i.Name, err)
 	}
 	for _, l := range links {
 		if l.Type() == "veth" && l.Attrs().HardwareAddr.String() == hw.String() {
 			return l, nil
 		}
 	}
-	return nil, fmt.Errorf("vpcsim: the instance has no link with MAC %s", hw)
+	return nil, fmt.Errorf("vpcsim: %s has no link with MAC %s", i.Name, hw)
 }
 
-// ENIs returns the specs of the ENIs currently plugged in or announced,
-// with their current addresses.
-func (v *VPC) ENIs() []ENISpec {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	out := make([]ENISpec, 0, len(v.enis))
-	for _, e := range v.enis {
-		s := e.ENISpec
-		s.IPv4 = slices.Clone(s.IPv4)
-		s.IPv6 = slices.Clone(s.IPv6)
-		s.IPv4Prefixes = slices.Clone(s.IPv4Prefixes)
-		s.IPv6Prefixes = slices.Clone(s.IPv6Prefixes)
-		out = append(out, s)
-	}
-	slices.SortFunc(out, func(a, b ENISpec) int { return strings.Compare(a.Name, b.Name) })
-	return out
-}
+// ENIs returns the specs of the (first) instance's ENIs currently plugged
+// in or announced, with their current addresses.
+func (v *VPC) ENIs() []ENISpec { return v.def.ENIs() }
 
-// PrimaryIPv4 returns the primary ENI's primary IPv4 address (invalid
-// before LaunchPrimary).
-func (v *VPC) PrimaryIPv4() netip.Addr {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if v.primary == nil || len(v.primary.IPv4) == 0 {
-		return netip.Addr{}
-	}
-	return v.primary.IPv4[0]
-}
+// PrimaryIPv4 returns the (first) instance's primary ENI's primary IPv4
+// address (invalid before LaunchPrimary).
+func (v *VPC) PrimaryIPv4() netip.Addr { return v.def.PrimaryIPv4() }
 
 // Gateway returns the IPv4 gateway of the subnet containing a (invalid if
 // none).
@@ -954,11 +921,11 @@ func (v *VPC) ConfigureWithoutPolicyRouting(mac string) error {
 	if err != nil {
 		return err
 	}
-	link, err := v.instanceLinkByMACLocked(e.hw)
+	link, err := v.instanceLinkByMACLocked(e.inst, e.hw)
 	if err != nil {
 		return err
 	}
-	if err := v.instance.LinkSetUp(link); err != nil {
+	if err := e.inst.nl.LinkSetUp(link); err != nil {
 		return fmt.Errorf("vpcsim: set %s up: %w", e.Name, err)
 	}
 	var ps []netip.Prefix
@@ -973,7 +940,7 @@ func (v *VPC) ConfigureWithoutPolicyRouting(mac string) error {
 		if p.Addr().Is6() {
 			addr.Flags = nodadFlag
 		}
-		if err := v.instance.AddrReplace(link, addr); err != nil {
+		if err := e.inst.nl.AddrReplace(link, addr); err != nil {
 			return fmt.Errorf("vpcsim: add %s to %s: %w", p, e.Name, err)
 		}
 	}
