@@ -64,7 +64,12 @@ func newBed(t *testing.T) *VPC {
 
 func instanceNetlink(t *testing.T, v *VPC) *netlink.Handle {
 	t.Helper()
-	h, err := v.Handle(v.Instance)
+	return netlinkIn(t, v, v.Instance)
+}
+
+func netlinkIn(t *testing.T, v *VPC, ns string) *netlink.Handle {
+	t.Helper()
+	h, err := v.Handle(ns)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +87,13 @@ func instanceNetlink(t *testing.T, v *VPC) *netlink.Handle {
 // "from <addr>" rule per address.
 func configureByHand(t *testing.T, v *VPC, name string, addrs []netip.Prefix, gw4, gw6 netip.Addr, table int) {
 	t.Helper()
-	nl := instanceNetlink(t, v)
+	configureIn(t, v, v.Instance, name, addrs, gw4, gw6, table)
+}
+
+// configureIn is configureByHand in namespace ns.
+func configureIn(t *testing.T, v *VPC, ns, name string, addrs []netip.Prefix, gw4, gw6 netip.Addr, table int) {
+	t.Helper()
+	nl := netlinkIn(t, v, ns)
 	link, err := nl.LinkByName(name)
 	if err != nil {
 		t.Fatal(err)
