@@ -215,4 +215,3 @@ func TestMoveENIToAnotherInstance(t *testing.T) {
 		t.Fatal("moved a primary ENI")
 	}
 }
-
