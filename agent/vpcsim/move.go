@@ -110,12 +110,13 @@ func (v *VPC) forgetLaterLocked(inst *Instance, mac string, lag time.Duration) {
 	}))
 }
 
-// ProbeAnswerer connects from the remote host to dst and reports which
-// instance accepted the connection: every instance listens on dst (bound
-// without the address being local, IP_FREEBIND) on one port, and the one
-// whose socket accepts writes its namespace name back. Traffic for an
-// address reaches only the instance the VPC delivers it to and that has it
-// configured, so after a Move this shows the new instance answering.
+// ProbeAnswerer connects from the remote host to dst (a new attempt every
+// 100 ms until ctx ends) and reports which instance accepted the
+// connection: every instance listens on dst (bound without the address
+// being local, IP_FREEBIND) on one port, and the one whose socket accepts
+// writes its namespace name back. Traffic for an address reaches only the
+// instance the VPC delivers it to and that has it configured, so after a
+// Move this shows the new instance answering.
 func (v *VPC) ProbeAnswerer(ctx context.Context, dst netip.Addr) (*Instance, ProbeResult, error) {
 	rh, err := v.Handle(v.Remote)
 	if err != nil {
@@ -177,9 +178,9 @@ func (v *VPC) ProbeAnswerer(ctx context.Context, dst netip.Addr) (*Instance, Pro
 // redialEvery bounds one connection attempt of ProbeAnswerer. A SYN can be
 // lost right after an instance sets a link up (the router's bridge port
 // forwards only once the kernel has processed the carrier change), and
-// TCP would resend it only after a second: a fresh attempt every 250 ms
-// keeps the measured time close to when the path really opened.
-const redialEvery = 250 * time.Millisecond
+// TCP would resend it only after a second: a fresh attempt every 100 ms
+// keeps the measured time within 100 ms of when the path really opened.
+const redialEvery = 100 * time.Millisecond
 
 // redial connects from namespace h to dst, a new attempt every
 // redialEvery, until ctx ends.
