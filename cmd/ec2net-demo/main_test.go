@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ec2net/ec2net/netconf/nsutil"
+	"golang.org/x/sys/unix"
 )
 
 // binaries builds the demo and finds or builds ec2net (make test exports
@@ -60,10 +61,49 @@ func leftBehind(t *testing.T, pid int, ec2net string) []string {
 	return out
 }
 
-// The demo end to end: cold apply, hot attach handled by the daemon, the
-// move between two instances; it passes and leaves nothing behind.
+const noToolsEnv = "EC2NET_DEMO_TEST_NO_TOOLS"
+
+// hideTools covers every copy of ip, nft, bridge and ping on PATH with
+// /dev/null (not executable) in this process's mount namespace.
+func hideTools(t *testing.T) []string {
+	var hidden []string
+	dirs := append(filepath.SplitList(os.Getenv("PATH")), "/usr/sbin", "/usr/bin", "/sbin", "/bin")
+	for _, name := range []string{"ip", "nft", "bridge", "ping"} {
+		for _, d := range dirs {
+			p := filepath.Join(d, name)
+			if fi, err := os.Stat(p); err != nil || !fi.Mode().IsRegular() {
+				continue
+			}
+			if err := unix.Mount("/dev/null", p, "", unix.MS_BIND, ""); err != nil {
+				t.Fatalf("hide %s: %v", p, err)
+			}
+			hidden = append(hidden, p)
+		}
+		if p, err := exec.LookPath(name); err == nil {
+			t.Fatalf("%s is still found at %s", name, p)
+		}
+	}
+	return hidden
+}
+
+// The demo end to end, on a machine without ip, nft, bridge or ping (the
+// test runs itself again in a private mount namespace that hides them):
+// cold apply, hot attach handled by the daemon, the move between two
+// instances; it passes and leaves nothing behind.
 func TestDemoEndToEnd(t *testing.T) {
 	demo, ec2net := binaries(t)
+	if os.Getenv(noToolsEnv) != "1" {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestDemoEndToEnd$", "-test.count=1", "-test.v")
+		cmd.Env = append(os.Environ(), noToolsEnv+"=1", "EC2NET_BIN="+ec2net)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
+		out, err := cmd.CombinedOutput()
+		t.Logf("%s", out)
+		if err != nil || !bytes.Contains(out, []byte("hidden: [")) {
+			t.Fatalf("the demo without ip, nft, bridge and ping: %v", err)
+		}
+		return
+	}
+	t.Logf("hidden: %v", hideTools(t))
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, demo, "--ec2net", ec2net)
