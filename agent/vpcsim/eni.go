@@ -632,4 +632,3 @@ func (v *VPC) Detach(mac string) error {
 	v.logf("vpcsim: detached %s (%s)", e.Name, e.MAC)
 	return nil
 }
-
