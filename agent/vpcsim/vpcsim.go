@@ -1,12 +1,13 @@
 // Package vpcsim simulates the part of an EC2 VPC that ec2net depends on,
 // inside network namespaces the simulator creates and deletes itself:
 //
-//	Instance  eth0, eth1, ...   one veth per ENI
-//	   │ (veth per ENI)
+//	Instance  eth0, eth1, ...   one veth per ENI (AddInstance adds more
+//	   │                        instances, each with its own ENIs)
 //	Router    one bridge per subnet (gateway = first host, fe80:ec2::1),
 //	          nftables bridge rules = the VPC source/destination check,
 //	          permanent neighbour entries for every assigned address,
-//	          the fake IMDS at 169.254.169.254:80 on lo
+//	          one fake IMDS per instance at 169.254.169.254:80 on lo
+//	          (requests steered by the ENI port they came from)
 //	   │ (veth)
 //	Remote    a host outside the VPC with a TCP echo listener
 //
@@ -14,11 +15,16 @@
 // leaves an ENI with a source address the ENI does not own is dropped, so a
 // secondary ENI's traffic fails until policy routing sends it out of the
 // right link. The simulator enforces exactly that, so tests can show the
-// failure before ec2net runs and the success after.
+// failure before ec2net runs and the success after. Move models the
+// high-availability pattern: an ENI detached from one instance and
+// attached to another.
 //
 // Nothing is created in the namespace the caller runs in: links are
 // created through netlink handles bound to the simulator's namespaces and
-// commands run on locked threads switched into them.
+// commands run on locked threads switched into them. The simulator needs
+// only the kernel: nftables rules, bridge port state and ICMP echo go
+// through netlink and sockets, and programs run in a namespace without
+// `ip netns exec` (see exec.go); no nft, ip, bridge or ping binary is used.
 package vpcsim
 
 import (
