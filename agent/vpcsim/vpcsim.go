@@ -530,6 +530,11 @@ func sweepStale(prefix string, logf func(string, ...any)) {
 		}
 		if err := nsutil.DeleteNamed(e.Name()); err == nil {
 			logf("vpcsim: removed stale namespace %s", e.Name())
+		} else if os.Remove(filepath.Join("/run/netns", e.Name())) == nil {
+			// Not a mount point: the namespace was mounted in a mount
+			// namespace that is gone (a test that hid tools), only the
+			// file was left. (Removing a mounted file fails: EBUSY.)
+			logf("vpcsim: removed stale namespace file %s", e.Name())
 		}
 	}
 }
