@@ -11,7 +11,12 @@ import (
 	"time"
 
 	"github.com/ec2net/ec2net/netconf/nsutil"
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // The Docker-like setup of AddDockerLikeBridge: foreign state on the
@@ -55,6 +60,7 @@ func (v *VPC) AddDockerLikeBridge() (hostPort int, containerAddr netip.Addr, err
 	if v.container != nil {
 		return 0, netip.Addr{}, errors.New("vpcsim: the Docker-like bridge already exists")
 	}
+	inl := v.def.nl
 	name := v.base + "-c"
 	ch, err := nsutil.NewNamed(name)
 	if err != nil {
@@ -68,10 +74,10 @@ func (v *VPC) AddDockerLikeBridge() (hostPort int, containerAddr netip.Addr, err
 		return 0, netip.Addr{}, err
 	}
 	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "docker0"}}
-	if err := v.instance.LinkAdd(br); err != nil {
+	if err := inl.LinkAdd(br); err != nil {
 		return 0, netip.Addr{}, fmt.Errorf("vpcsim: create docker0: %w", err)
 	}
-	if err := addAddrs(v.instance, "docker0", DockerBridgeIPv4); err != nil {
+	if err := addAddrs(inl, "docker0", DockerBridgeIPv4); err != nil {
 		return 0, netip.Addr{}, err
 	}
 	veth := &netlink.Veth{
@@ -79,22 +85,22 @@ func (v *VPC) AddDockerLikeBridge() (hostPort int, containerAddr netip.Addr, err
 		PeerName:      "eth0",
 		PeerNamespace: netlink.NsFd(int(ch)),
 	}
-	if err := v.instance.LinkAdd(veth); err != nil {
+	if err := inl.LinkAdd(veth); err != nil {
 		return 0, netip.Addr{}, fmt.Errorf("vpcsim: create container veth: %w", err)
 	}
-	hostEnd, err := v.instance.LinkByName("vethc0")
+	hostEnd, err := inl.LinkByName("vethc0")
 	if err != nil {
 		return 0, netip.Addr{}, err
 	}
-	dockerBr, err := v.instance.LinkByName("docker0")
+	dockerBr, err := inl.LinkByName("docker0")
 	if err != nil {
 		return 0, netip.Addr{}, err
 	}
-	if err := v.instance.LinkSetMaster(hostEnd, dockerBr); err != nil {
+	if err := inl.LinkSetMaster(hostEnd, dockerBr); err != nil {
 		return 0, netip.Addr{}, fmt.Errorf("vpcsim: plug vethc0 into docker0: %w", err)
 	}
 	for _, l := range []netlink.Link{hostEnd, dockerBr} {
-		if err := v.instance.LinkSetUp(l); err != nil {
+		if err := inl.LinkSetUp(l); err != nil {
 			return 0, netip.Addr{}, fmt.Errorf("vpcsim: set %s up: %w", l.Attrs().Name, err)
 		}
 	}
@@ -134,10 +140,10 @@ func (v *VPC) AddDockerLikeBridge() (hostPort int, containerAddr netip.Addr, err
 	if err := waitOperUp(ctx, cnl, "eth0"); err != nil {
 		return 0, netip.Addr{}, err
 	}
-	if err := waitOperUp(ctx, v.instance, "vethc0"); err != nil {
+	if err := waitOperUp(ctx, inl, "vethc0"); err != nil {
 		return 0, netip.Addr{}, err
 	}
-	if err := waitPortForwarding(ctx, v.handles[v.Instance], "vethc0"); err != nil {
+	if err := waitPortForwarding(ctx, v.handles[v.Instance], inl, "vethc0"); err != nil {
 		return 0, netip.Addr{}, err
 	}
 	if d.echo, err = startEcho(ch, DockerContainerPort); err != nil {
@@ -146,22 +152,7 @@ func (v *VPC) AddDockerLikeBridge() (hostPort int, containerAddr netip.Addr, err
 	if err := sysctl(v.handles[v.Instance], "net.ipv4.ip_forward", "1"); err != nil {
 		return 0, netip.Addr{}, err
 	}
-	ruleset := fmt.Sprintf(`table ip vpcsim_docker {
-	chain prerouting {
-		type nat hook prerouting priority dstnat; policy accept;
-		fib daddr type local tcp dport %[1]d dnat to %[2]s:%[3]d
-	}
-	chain output {
-		type nat hook output priority -100; policy accept;
-		ip daddr != 127.0.0.0/8 fib daddr type local tcp dport %[1]d dnat to %[2]s:%[3]d
-	}
-	chain postrouting {
-		type nat hook postrouting priority srcnat; policy accept;
-		ip saddr %[4]s oifname != "docker0" masquerade
-	}
-}
-`, DockerHostPort, DockerContainer, DockerContainerPort, DockerBridgeIPv4.Masked())
-	if err := v.nft(v.Instance, ruleset); err != nil {
+	if err := installDockerNAT(v.handles[v.Instance]); err != nil {
 		return 0, netip.Addr{}, fmt.Errorf("vpcsim: Docker-like DNAT: %w", err)
 	}
 	v.logf("vpcsim: Docker-like bridge docker0 %s, container %s, published port %d", DockerBridgeIPv4, DockerContainer, DockerHostPort)
@@ -206,4 +197,60 @@ func (v *VPC) ProbePublishedPort(ctx context.Context) error {
 		return fmt.Errorf("published port %s: unexpected answer %q", dst, line)
 	}
 	return nil
+}
+
+// installDockerNAT programs, in the instance, what Docker's iptables rules
+// do for the published port:
+//
+//	table ip vpcsim_docker {
+//		chain prerouting {
+//			type nat hook prerouting priority dstnat; policy accept;
+//			fib daddr type local tcp dport 8080 dnat to 100.100.17.2:80
+//		}
+//		chain output {
+//			type nat hook output priority -100; policy accept;
+//			ip daddr != 127.0.0.0/8 fib daddr type local tcp dport 8080 dnat to 100.100.17.2:80
+//		}
+//		chain postrouting {
+//			type nat hook postrouting priority srcnat; policy accept;
+//			ip saddr 100.100.17.0/24 oifname != "docker0" masquerade
+//		}
+//	}
+func installDockerNAT(h netns.NsHandle) error {
+	c, err := nftConn(h)
+	if err != nil {
+		return err
+	}
+	t := c.AddTable(&nftables.Table{Family: nftables.TableFamilyIPv4, Name: "vpcsim_docker"})
+	accept := nftables.ChainPolicyAccept
+	chain := func(name string, hook *nftables.ChainHook, prio *nftables.ChainPriority) *nftables.Chain {
+		return c.AddChain(&nftables.Chain{Table: t, Name: name, Type: nftables.ChainTypeNAT,
+			Hooknum: hook, Priority: prio, Policy: &accept})
+	}
+	localPort := append([]expr.Any{
+		&expr.Fib{Register: reg1, FlagDADDR: true, ResultADDRTYPE: true},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: binaryutil.NativeEndian.PutUint32(unix.RTN_LOCAL)},
+	}, matchTCPDport(DockerHostPort)...)
+	dnat := dnatTo(DockerContainer, DockerContainerPort)
+	pre := chain("prerouting", nftables.ChainHookPrerouting, nftables.ChainPriorityNATDest)
+	c.AddRule(&nftables.Rule{Table: t, Chain: pre, Exprs: concat(localPort, dnat)})
+	out := chain("output", nftables.ChainHookOutput, nftables.ChainPriorityNATDest)
+	notLoopback := matchPrefix(netip.MustParsePrefix("127.0.0.0/8"), false, true, false)
+	c.AddRule(&nftables.Rule{Table: t, Chain: out, Exprs: concat(notLoopback, localPort, dnat)})
+	post := chain("postrouting", nftables.ChainHookPostrouting, nftables.ChainPriorityNATSource)
+	masq := concat(matchPrefix(DockerBridgeIPv4.Masked(), true, false, false), []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: reg1},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: ifnameKey("docker0")},
+		&expr.Masq{},
+	})
+	c.AddRule(&nftables.Rule{Table: t, Chain: post, Exprs: masq})
+	return c.Flush()
+}
+
+func concat(parts ...[]expr.Any) []expr.Any {
+	var out []expr.Any
+	for _, p := range parts {
+		out = append(out, p...)
+	}
+	return out
 }

@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/ec2net/ec2net/agent/imds/fakeimds"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -69,6 +68,7 @@ type ENISpec struct {
 // where it is plugged in.
 type eni struct {
 	ENISpec
+	inst    *Instance // the instance it is attached to
 	hw      net.HardwareAddr
 	port    string // router end of the veth, a port of sub's bridge
 	sub     *subnet
@@ -276,11 +276,11 @@ func maskAll(ps []netip.Prefix) []netip.Prefix {
 // the subnet's length, a default route via the gateway in the main table
 // (protocol dhcp); with IPv6, IPv6[0]/128 and a default route via
 // fe80:ec2::1 (protocol ra). IMDS gets the ENI and the top-level mac.
-func (v *VPC) LaunchPrimary(s ENISpec) error {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if v.primary != nil {
-		return fmt.Errorf("vpcsim: primary ENI %s already launched", v.primary.MAC)
+func (v *VPC) LaunchPrimary(s ENISpec) error { return v.def.LaunchPrimary(s) }
+
+func (v *VPC) launchPrimaryLocked(i *Instance, s ENISpec) error {
+	if i.primary != nil {
+		return fmt.Errorf("vpcsim: primary ENI %s of %s already launched", i.primary.MAC, i.Name)
 	}
 	if s.Name == "" {
 		s.Name = "eth0"
@@ -293,6 +293,7 @@ func (v *VPC) LaunchPrimary(s ENISpec) error {
 		return fmt.Errorf("vpcsim: primary ENI %s needs an address", e.MAC)
 	}
 	e.primary = true
+	e.inst = i
 	if err := v.plugLocked(e); err != nil {
 		return err
 	}
@@ -304,34 +305,34 @@ func (v *VPC) LaunchPrimary(s ENISpec) error {
 	// so the first probe does not race the kernel's carrier handling.
 	ctx, cancel := context.WithTimeout(context.Background(), linkReadyTimeout)
 	defer cancel()
-	if err := waitOperUp(ctx, v.instance, e.Name); err != nil {
+	if err := waitOperUp(ctx, i.nl, e.Name); err != nil {
 		v.unplugLocked(e)
 		return err
 	}
-	if err := waitPortForwarding(ctx, v.handles[v.Router], e.port); err != nil {
+	if err := waitPortForwarding(ctx, v.handles[v.Router], v.router, e.port); err != nil {
 		v.unplugLocked(e)
 		return err
 	}
 	v.enis[e.MAC] = e
-	v.primary = e
-	v.IMDS.SetPrimaryMAC(e.MAC)
-	v.IMDS.AttachENI(v.imdsENILocked(e))
+	i.primary = e
+	i.IMDS.SetPrimaryMAC(e.MAC)
+	i.IMDS.AttachENI(v.imdsENILocked(e))
 	e.inIMDS = true
 	return nil
 }
 
 func (v *VPC) configurePrimaryLocked(e *eni) error {
-	link, err := v.instance.LinkByName(e.Name)
+	link, err := e.inst.nl.LinkByName(e.Name)
 	if err != nil {
 		return fmt.Errorf("vpcsim: primary link %s: %w", e.Name, err)
 	}
-	if err := v.instance.LinkSetUp(link); err != nil {
+	if err := e.inst.nl.LinkSetUp(link); err != nil {
 		return fmt.Errorf("vpcsim: set %s up: %w", e.Name, err)
 	}
 	idx := link.Attrs().Index
 	if len(e.IPv4) > 0 {
 		p := netip.PrefixFrom(e.IPv4[0], e.sub.ipv4.Bits())
-		if err := v.instance.AddrAdd(link, &netlink.Addr{IPNet: ipNet(p)}); err != nil {
+		if err := e.inst.nl.AddrAdd(link, &netlink.Addr{IPNet: ipNet(p)}); err != nil {
 			return fmt.Errorf("vpcsim: add %s to %s: %w", p, e.Name, err)
 		}
 		r := &netlink.Route{
@@ -340,14 +341,14 @@ func (v *VPC) configurePrimaryLocked(e *eni) error {
 			Gw:        net.IP(e.sub.gw4.AsSlice()),
 			Protocol:  protoDHCP,
 		}
-		if err := v.instance.RouteAdd(r); err != nil {
+		if err := e.inst.nl.RouteAdd(r); err != nil {
 			return fmt.Errorf("vpcsim: default route via %s on %s: %w", e.sub.gw4, e.Name, err)
 		}
 	}
 	if e.sub.ipv6.IsValid() && len(e.IPv6) > 0 {
 		// The instance booted long ago: duplicate address detection is over.
 		p := hostPrefix(e.IPv6[0])
-		if err := v.instance.AddrAdd(link, &netlink.Addr{IPNet: ipNet(p), Flags: nodadFlag}); err != nil {
+		if err := e.inst.nl.AddrAdd(link, &netlink.Addr{IPNet: ipNet(p), Flags: nodadFlag}); err != nil {
 			return fmt.Errorf("vpcsim: add %s to %s: %w", p, e.Name, err)
 		}
 		r := &netlink.Route{
@@ -356,7 +357,7 @@ func (v *VPC) configurePrimaryLocked(e *eni) error {
 			Gw:        net.IP(GatewayLinkLocal.AsSlice()),
 			Protocol:  protoRA,
 		}
-		if err := v.instance.RouteAdd(r); err != nil {
+		if err := e.inst.nl.RouteAdd(r); err != nil {
 			return fmt.Errorf("vpcsim: IPv6 default route via %s on %s: %w", GatewayLinkLocal, e.Name, err)
 		}
 	}
@@ -366,29 +367,14 @@ func (v *VPC) configurePrimaryLocked(e *eni) error {
 // Attach hot-attaches an ENI as EC2 does: the link appears in the instance
 // (one RTM_NEWLINK, down, no addresses) with the router already enforcing
 // the ENI's addresses, then IMDS learns about it.
-func (v *VPC) Attach(s ENISpec) error {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	e, err := v.attachLinkLocked(s)
-	if err != nil {
-		return err
-	}
-	v.IMDS.AttachENI(v.imdsENILocked(e))
-	e.inIMDS = true
-	return nil
-}
+func (v *VPC) Attach(s ENISpec) error { return v.def.Attach(s) }
 
 // AttachLinkOnly is Attach without telling IMDS, for tests of metadata
 // that lags behind the kernel; AnnounceIMDS completes it.
-func (v *VPC) AttachLinkOnly(s ENISpec) error {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	_, err := v.attachLinkLocked(s)
-	return err
-}
+func (v *VPC) AttachLinkOnly(s ENISpec) error { return v.def.AttachLinkOnly(s) }
 
-// AnnounceIMDS adds an ENI attached with AttachLinkOnly to IMDS, with its
-// current addresses.
+// AnnounceIMDS adds an ENI attached with AttachLinkOnly to its instance's
+// IMDS, with its current addresses.
 func (v *VPC) AnnounceIMDS(mac string) error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
@@ -396,16 +382,17 @@ func (v *VPC) AnnounceIMDS(mac string) error {
 	if err != nil {
 		return err
 	}
-	v.IMDS.AttachENI(v.imdsENILocked(e))
+	e.inst.IMDS.AttachENI(v.imdsENILocked(e))
 	e.inIMDS = true
 	return nil
 }
 
-func (v *VPC) attachLinkLocked(s ENISpec) (*eni, error) {
+func (v *VPC) attachLinkLocked(i *Instance, s ENISpec) (*eni, error) {
 	e, err := v.validateLocked(s)
 	if err != nil {
 		return nil, err
 	}
+	e.inst = i
 	if err := v.plugLocked(e); err != nil {
 		return nil, err
 	}
@@ -421,7 +408,7 @@ func (v *VPC) plugLocked(e *eni) error {
 	e.port = fmt.Sprintf("eni%d", v.nextPort)
 	v.nextPort++
 	v4, v6 := e.assigned()
-	if err := v.nft(v.Router, nftAddPortScript(e.port)+nftSetsScript(e.port, v4, v6)); err != nil {
+	if err := addPortCheck(v.handles[v.Router], e.port, e.inst.mark(), v4, v6); err != nil {
 		return fmt.Errorf("vpcsim: source/destination check for %s: %w", e.MAC, err)
 	}
 	fail := func(err error) error {
@@ -432,13 +419,13 @@ func (v *VPC) plugLocked(e *eni) error {
 		LinkAttrs:        netlink.LinkAttrs{Name: e.port, Index: routerIndexBase + v.nextPort - 1},
 		PeerName:         e.Name,
 		PeerHardwareAddr: e.hw,
-		PeerNamespace:    netlink.NsFd(int(v.handles[v.Instance])),
+		PeerNamespace:    netlink.NsFd(int(e.inst.ns)),
 	}
 	if err := v.router.LinkAdd(veth); err != nil {
 		return fail(fmt.Errorf("vpcsim: create %s (%s) in the instance: %w", e.Name, e.MAC, err))
 	}
 	e.linked = true
-	if err := fastNeighRetrans(v.handles[v.Instance], e.Name); err != nil {
+	if err := fastNeighRetrans(e.inst.ns, e.Name); err != nil {
 		return fail(err)
 	}
 	port, err := v.router.LinkByName(e.port)
@@ -476,7 +463,7 @@ func (v *VPC) plugLocked(e *eni) error {
 			return fail(err)
 		}
 	}
-	v.logf("vpcsim: plugged %s (%s, %s) into %s via %s", e.Name, e.MAC, e.ID, e.sub, e.port)
+	v.logf("vpcsim: plugged %s (%s, %s) of %s into %s via %s", e.Name, e.MAC, e.ID, e.inst.Name, e.sub, e.port)
 	return nil
 }
 
@@ -498,7 +485,7 @@ func (v *VPC) unplugLocked(e *eni) {
 	if len(e.IPv6Prefixes) > 0 {
 		v.delNeighLocked(e, e.linkLocal())
 	}
-	_ = v.nft(v.Router, nftDeletePortScript(e.port))
+	_ = deletePortCheck(v.handles[v.Router], e.port)
 }
 
 // assigned returns the ENI's addresses as set elements.
@@ -639,353 +626,9 @@ func (v *VPC) Detach(mac string) error {
 	}
 	v.unplugLocked(e)
 	if e.inIMDS {
-		v.IMDS.DetachENI(e.MAC)
+		e.inst.IMDS.DetachENI(e.MAC)
 	}
 	delete(v.enis, e.MAC)
 	v.logf("vpcsim: detached %s (%s)", e.Name, e.MAC)
 	return nil
-}
-
-// AssignIPv4 assigns a secondary private IPv4 address to an ENI: the
-// router accepts it from/to the ENI and IMDS lists it.
-func (v *VPC) AssignIPv4(mac string, a netip.Addr) error { return v.assign(mac, a, true) }
-
-// UnassignIPv4 takes an IPv4 address away from an ENI.
-func (v *VPC) UnassignIPv4(mac string, a netip.Addr) error { return v.assign(mac, a, false) }
-
-// AssignIPv6 assigns an IPv6 address to an ENI.
-func (v *VPC) AssignIPv6(mac string, a netip.Addr) error { return v.assign(mac, a, true) }
-
-// UnassignIPv6 takes an IPv6 address away from an ENI.
-func (v *VPC) UnassignIPv6(mac string, a netip.Addr) error { return v.assign(mac, a, false) }
-
-func (v *VPC) assign(mac string, a netip.Addr, add bool) error {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	e, err := v.eniLocked(mac)
-	if err != nil {
-		return err
-	}
-	a = a.Unmap()
-	list := &e.IPv4
-	sub := e.sub.ipv4
-	if a.Is6() {
-		list = &e.IPv6
-		sub = e.sub.ipv6
-	}
-	has := slices.Contains(*list, a)
-	if add {
-		if has {
-			return nil
-		}
-		if !sub.IsValid() || !sub.Contains(a) {
-			return fmt.Errorf("vpcsim: %s is not in %s's subnet %s", a, e.MAC, e.sub)
-		}
-		for _, o := range v.enis {
-			if slices.Contains(o.IPv4, a) || slices.Contains(o.IPv6, a) {
-				return fmt.Errorf("vpcsim: %s is already assigned to %s", a, o.MAC)
-			}
-		}
-		*list = append(*list, a)
-	} else {
-		if !has {
-			return fmt.Errorf("vpcsim: %s is not assigned to %s", a, e.MAC)
-		}
-		if a.Is4() && (*list)[0] == a && len(e.IPv4Prefixes) > 0 {
-			return fmt.Errorf("vpcsim: %s is the primary IPv4 address of %s, which has prefixes", a, e.MAC)
-		}
-		*list = slices.DeleteFunc(*list, func(x netip.Addr) bool { return x == a })
-	}
-	if e.linked {
-		if err := v.syncSetsLocked(e); err != nil {
-			return err
-		}
-		if add {
-			if err := v.addNeighLocked(e, a); err != nil {
-				return err
-			}
-		} else {
-			v.delNeighLocked(e, a)
-		}
-	}
-	if e.inIMDS {
-		switch {
-		case a.Is4() && add:
-			v.IMDS.AssignIPv4(e.MAC, a.String())
-		case a.Is4():
-			v.IMDS.UnassignIPv4(e.MAC, a.String())
-		case add:
-			v.IMDS.AssignIPv6(e.MAC, a.String())
-		default:
-			v.IMDS.UnassignIPv6(e.MAC, a.String())
-		}
-	}
-	return nil
-}
-
-// AssignPrefix delegates an IPv4 (/28) or IPv6 (/80) prefix to an ENI.
-func (v *VPC) AssignPrefix(mac string, p netip.Prefix) error { return v.assignPrefix(mac, p, true) }
-
-// UnassignPrefix takes a delegated prefix away.
-func (v *VPC) UnassignPrefix(mac string, p netip.Prefix) error {
-	return v.assignPrefix(mac, p, false)
-}
-
-func (v *VPC) assignPrefix(mac string, p netip.Prefix, add bool) error {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	e, err := v.eniLocked(mac)
-	if err != nil {
-		return err
-	}
-	p = p.Masked()
-	list := &e.IPv4Prefixes
-	sub := e.sub.ipv4
-	if p.Addr().Is6() {
-		list = &e.IPv6Prefixes
-		sub = e.sub.ipv6
-	}
-	has := slices.Contains(*list, p)
-	if add {
-		if has {
-			return nil
-		}
-		if !sub.IsValid() || !sub.Contains(p.Addr()) || p.Bits() < sub.Bits() {
-			return fmt.Errorf("vpcsim: prefix %s is not inside %s's subnet %s", p, e.MAC, e.sub)
-		}
-		if p.Addr().Is4() && len(e.IPv4) == 0 {
-			return fmt.Errorf("vpcsim: IPv4 prefix %s needs a primary IPv4 address on %s", p, e.MAC)
-		}
-		*list = append(*list, p)
-	} else {
-		if !has {
-			return fmt.Errorf("vpcsim: prefix %s is not delegated to %s", p, e.MAC)
-		}
-		*list = slices.DeleteFunc(*list, func(x netip.Prefix) bool { return x == p })
-	}
-	if e.linked {
-		if err := v.syncSetsLocked(e); err != nil {
-			return err
-		}
-		if add {
-			if err := v.addPrefixRouteLocked(e, p); err != nil {
-				return err
-			}
-		} else {
-			v.delPrefixRouteLocked(e, p)
-		}
-	}
-	if e.inIMDS {
-		if add {
-			v.IMDS.AssignPrefix(e.MAC, p.String())
-		} else {
-			v.IMDS.UnassignPrefix(e.MAC, p.String())
-		}
-	}
-	return nil
-}
-
-func (v *VPC) syncSetsLocked(e *eni) error {
-	v4, v6 := e.assigned()
-	if err := v.nft(v.Router, nftSetsScript(e.port, v4, v6)); err != nil {
-		return fmt.Errorf("vpcsim: update source/destination check for %s: %w", e.MAC, err)
-	}
-	return nil
-}
-
-// Rename renames an ENI's link in the instance as udev would: down,
-// rename, and up again only if it was up.
-func (v *VPC) Rename(mac, newName string) error {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	e, err := v.eniLocked(mac)
-	if err != nil {
-		return err
-	}
-	if newName == "" || len(newName) > 15 {
-		return fmt.Errorf("vpcsim: link name %q must be 1-15 characters", newName)
-	}
-	link, err := v.instanceLinkByMACLocked(e.hw)
-	if err != nil {
-		return err
-	}
-	wasUp := link.Attrs().Flags&net.FlagUp != 0
-	if wasUp {
-		if err := v.instance.LinkSetDown(link); err != nil {
-			return fmt.Errorf("vpcsim: rename %s: set down: %w", link.Attrs().Name, err)
-		}
-	}
-	if err := v.instance.LinkSetName(link, newName); err != nil {
-		return fmt.Errorf("vpcsim: rename %s to %s: %w", link.Attrs().Name, newName, err)
-	}
-	if wasUp {
-		if err := v.instance.LinkSetUp(link); err != nil {
-			return fmt.Errorf("vpcsim: rename %s: set up again: %w", newName, err)
-		}
-	}
-	v.logf("vpcsim: renamed %s to %s (%s)", e.Name, newName, e.MAC)
-	e.Name = newName
-	return nil
-}
-
-// LinkName returns the instance's current name for the ENI's link, or ""
-// when the instance has no link with that MAC.
-func (v *VPC) LinkName(mac string) string {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	hw, err := net.ParseMAC(mac)
-	if err != nil || v.closed {
-		return ""
-	}
-	link, err := v.instanceLinkByMACLocked(hw)
-	if err != nil {
-		return ""
-	}
-	return link.Attrs().Name
-}
-
-func (v *VPC) instanceLinkByMACLocked(hw net.HardwareAddr) (netlink.Link, error) {
-	links, err := v.instance.LinkList()
-	if err != nil {
-		return nil, fmt.Errorf("vpcsim: list instance links: %w", err)
-	}
-	for _, l := range links {
-		if l.Type() == "veth" && l.Attrs().HardwareAddr.String() == hw.String() {
-			return l, nil
-		}
-	}
-	return nil, fmt.Errorf("vpcsim: the instance has no link with MAC %s", hw)
-}
-
-// ENIs returns the specs of the ENIs currently plugged in or announced,
-// with their current addresses.
-func (v *VPC) ENIs() []ENISpec {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	out := make([]ENISpec, 0, len(v.enis))
-	for _, e := range v.enis {
-		s := e.ENISpec
-		s.IPv4 = slices.Clone(s.IPv4)
-		s.IPv6 = slices.Clone(s.IPv6)
-		s.IPv4Prefixes = slices.Clone(s.IPv4Prefixes)
-		s.IPv6Prefixes = slices.Clone(s.IPv6Prefixes)
-		out = append(out, s)
-	}
-	slices.SortFunc(out, func(a, b ENISpec) int { return strings.Compare(a.Name, b.Name) })
-	return out
-}
-
-// PrimaryIPv4 returns the primary ENI's primary IPv4 address (invalid
-// before LaunchPrimary).
-func (v *VPC) PrimaryIPv4() netip.Addr {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if v.primary == nil || len(v.primary.IPv4) == 0 {
-		return netip.Addr{}
-	}
-	return v.primary.IPv4[0]
-}
-
-// Gateway returns the IPv4 gateway of the subnet containing a (invalid if
-// none).
-func (v *VPC) Gateway(a netip.Addr) netip.Addr {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	for _, s := range v.subnets {
-		if s.ipv4.IsValid() && s.ipv4.Contains(a) {
-			return s.gw4
-		}
-		if s.ipv6.IsValid() && s.ipv6.Contains(a) {
-			return s.gw6
-		}
-	}
-	return netip.Addr{}
-}
-
-// imdsENILocked is the fake IMDS's view of e.
-func (v *VPC) imdsENILocked(e *eni) fakeimds.ENI {
-	strs := func(xs []netip.Addr) []string {
-		var out []string
-		for _, x := range xs {
-			out = append(out, x.String())
-		}
-		return out
-	}
-	prefixes := func(xs []netip.Prefix) []string {
-		var out []string
-		for _, x := range xs {
-			out = append(out, x.String())
-		}
-		return out
-	}
-	ie := fakeimds.ENI{
-		MAC:          e.MAC,
-		InterfaceID:  e.ID,
-		DeviceNumber: e.Device,
-		NetworkCard:  e.Card,
-		VPCIPv4:      prefixes(v.vpcIPv4),
-		IPv4:         strs(e.IPv4),
-		IPv6:         strs(e.IPv6),
-		IPv4Prefixes: prefixes(e.IPv4Prefixes),
-		IPv6Prefixes: prefixes(e.IPv6Prefixes),
-	}
-	if e.sub.ipv4.IsValid() {
-		ie.SubnetIPv4 = e.sub.ipv4.String()
-	}
-	if e.sub.ipv6.IsValid() {
-		ie.SubnetIPv6 = []string{e.sub.ipv6.String()}
-		ie.VPCIPv6 = prefixes(v.vpcIPv6)
-	}
-	return ie
-}
-
-// ConfigureWithoutPolicyRouting does in the instance what a distribution
-// without ec2net does with a secondary ENI (DHCP on every interface): link
-// up and the ENI's addresses on it (IPv4 with the subnet's length, IPv6 as
-// /128 without duplicate address detection), but no route table or rules.
-// Traffic from these addresses then leaves through the primary ENI and the
-// source/destination check drops it: the "before" picture of a demo. The
-// addresses are added without any ownership mark, as a foreign tool's
-// would be.
-func (v *VPC) ConfigureWithoutPolicyRouting(mac string) error {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	e, err := v.eniLocked(mac)
-	if err != nil {
-		return err
-	}
-	link, err := v.instanceLinkByMACLocked(e.hw)
-	if err != nil {
-		return err
-	}
-	if err := v.instance.LinkSetUp(link); err != nil {
-		return fmt.Errorf("vpcsim: set %s up: %w", e.Name, err)
-	}
-	var ps []netip.Prefix
-	for _, a := range e.IPv4 {
-		ps = append(ps, netip.PrefixFrom(a, e.sub.ipv4.Bits()))
-	}
-	for _, a := range e.IPv6 {
-		ps = append(ps, hostPrefix(a))
-	}
-	for _, p := range ps {
-		addr := &netlink.Addr{IPNet: ipNet(p)}
-		if p.Addr().Is6() {
-			addr.Flags = nodadFlag
-		}
-		if err := v.instance.AddrReplace(link, addr); err != nil {
-			return fmt.Errorf("vpcsim: add %s to %s: %w", p, e.Name, err)
-		}
-	}
-	return nil
-}
-
-// Addrs parses addresses for ENISpec literals; it panics on a typo, which
-// in a test or the demo is the right place to stop.
-func Addrs(s ...string) []netip.Addr {
-	out := make([]netip.Addr, len(s))
-	for i, a := range s {
-		out[i] = netip.MustParseAddr(a)
-	}
-	return out
 }

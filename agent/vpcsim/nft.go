@@ -1,15 +1,20 @@
 package vpcsim
 
 import (
-	"context"
 	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // The VPC source/destination check, as nftables bridge-family rules on the
-// router's subnet bridges.
+// router's subnet bridges, programmed through netlink.
 //
 // Every ENI port (the router end of an ENI's veth) has two interval sets of
 // the addresses assigned to the ENI (IPv4 and IPv6; delegated prefixes are
@@ -27,96 +32,253 @@ import (
 // Each drop also records its (port, address) pair with a counter in a
 // dynamic set, so a failing test can say which address was refused where.
 // The record and the drop are separate rules: if the record set ever fills
-// up, the drop still happens.
+// up, the drop still happens. In nft syntax the table is:
+//
+//	table bridge vpcsim {
+//		set dropped_from4 { type ifname . ipv4_addr; flags dynamic; counter; size 65535; }
+//		(dropped_from6, dropped_to4, dropped_to6 alike)
+//		map from_eni { type ifname : verdict; }
+//		map to_eni { type ifname : verdict; }
+//		chain prerouting {
+//			type filter hook prerouting priority filter; policy accept;
+//			ether type arp accept
+//			icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit } accept
+//			ip6 saddr fe80::/10 accept
+//			iifname vmap @from_eni
+//		}
+//		chain postrouting {
+//			type filter hook postrouting priority filter; policy accept;
+//			ether type arp accept
+//			icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-advert } accept
+//			ip6 daddr { fe80::/10, ff00::/8 } accept
+//			ip daddr { 224.0.0.0/4, 255.255.255.255 } accept
+//			oifname vmap @to_eni
+//		}
+//	}
 const nftTable = "vpcsim"
 
-const routerRuleset = `table bridge vpcsim {
-	set dropped_from4 { type ifname . ipv4_addr; flags dynamic; counter; size 65535; }
-	set dropped_from6 { type ifname . ipv6_addr; flags dynamic; counter; size 65535; }
-	set dropped_to4 { type ifname . ipv4_addr; flags dynamic; counter; size 65535; }
-	set dropped_to6 { type ifname . ipv6_addr; flags dynamic; counter; size 65535; }
-	map from_eni { type ifname : verdict; }
-	map to_eni { type ifname : verdict; }
-	chain prerouting {
-		type filter hook prerouting priority filter; policy accept;
-		ether type arp accept
-		icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit } accept
-		ip6 saddr fe80::/10 accept
-		iifname vmap @from_eni
-	}
-	chain postrouting {
-		type filter hook postrouting priority filter; policy accept;
-		ether type arp accept
-		icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-advert } accept
-		ip6 daddr { fe80::/10, ff00::/8 } accept
-		ip daddr { 224.0.0.0/4, 255.255.255.255 } accept
-		oifname vmap @to_eni
-	}
-}
-`
+// bridgePriorityFilter is "priority filter" in the bridge family.
+const bridgePriorityFilter = -200
 
-// nftAddPortScript declares port's sets and check chains and hooks them
-// into the bridge chains. The sets are filled by nftSetsScript in the same
-// transaction, so the port is never unchecked.
-func nftAddPortScript(port string) string {
-	var b strings.Builder
-	t := "bridge " + nftTable
-	fmt.Fprintf(&b, "add set %s %s_4 { type ipv4_addr; flags interval; }\n", t, port)
-	fmt.Fprintf(&b, "add set %s %s_6 { type ipv6_addr; flags interval; }\n", t, port)
-	fmt.Fprintf(&b, "add chain %s from_%s\n", t, port)
-	fmt.Fprintf(&b, "add rule %s from_%s ip saddr != @%s_4 add @dropped_from4 { iifname . ip saddr }\n", t, port, port)
-	fmt.Fprintf(&b, "add rule %s from_%s ip saddr != @%s_4 counter drop comment \"source not assigned to %s\"\n", t, port, port, port)
-	fmt.Fprintf(&b, "add rule %s from_%s ip6 saddr != @%s_6 add @dropped_from6 { iifname . ip6 saddr }\n", t, port, port)
-	fmt.Fprintf(&b, "add rule %s from_%s ip6 saddr != @%s_6 counter drop comment \"source not assigned to %s\"\n", t, port, port, port)
-	fmt.Fprintf(&b, "add chain %s to_%s\n", t, port)
-	fmt.Fprintf(&b, "add rule %s to_%s ip daddr != @%s_4 add @dropped_to4 { oifname . ip daddr }\n", t, port, port)
-	fmt.Fprintf(&b, "add rule %s to_%s ip daddr != @%s_4 counter drop comment \"destination not assigned to %s\"\n", t, port, port, port)
-	fmt.Fprintf(&b, "add rule %s to_%s ip6 daddr != @%s_6 add @dropped_to6 { oifname . ip6 daddr }\n", t, port, port)
-	fmt.Fprintf(&b, "add rule %s to_%s ip6 daddr != @%s_6 counter drop comment \"destination not assigned to %s\"\n", t, port, port, port)
-	fmt.Fprintf(&b, "add element %s from_eni { \"%s\" : jump from_%s }\n", t, port, port)
-	fmt.Fprintf(&b, "add element %s to_eni { \"%s\" : jump to_%s }\n", t, port, port)
-	return b.String()
+var checkTable = &nftables.Table{Family: nftables.TableFamilyBridge, Name: nftTable}
+
+// dropSet is one of the four records of dropped (port, address) pairs.
+type dropSet struct {
+	name string
+	from bool // keyed by the ingress port and source, else egress and destination
+	v4   bool
 }
 
-// nftDeletePortScript undoes nftAddPortScript.
-func nftDeletePortScript(port string) string {
-	var b strings.Builder
-	t := "bridge " + nftTable
-	fmt.Fprintf(&b, "delete element %s from_eni { \"%s\" }\n", t, port)
-	fmt.Fprintf(&b, "delete element %s to_eni { \"%s\" }\n", t, port)
-	for _, c := range []string{"from_", "to_"} {
-		fmt.Fprintf(&b, "flush chain %s %s%s\n", t, c, port)
-		fmt.Fprintf(&b, "delete chain %s %s%s\n", t, c, port)
-	}
-	fmt.Fprintf(&b, "delete set %s %s_4\n", t, port)
-	fmt.Fprintf(&b, "delete set %s %s_6\n", t, port)
-	return b.String()
+var dropSets = []dropSet{
+	{"dropped_from4", true, true}, {"dropped_from6", true, false},
+	{"dropped_to4", false, true}, {"dropped_to6", false, false},
 }
 
-// nftSetsScript replaces the contents of port's address sets.
-func nftSetsScript(port string, v4, v6 []netip.Prefix) string {
-	var b strings.Builder
-	t := "bridge " + nftTable
-	for _, fam := range []struct {
-		suffix string
-		elems  []netip.Prefix
-	}{{"_4", v4}, {"_6", v6}} {
-		fmt.Fprintf(&b, "flush set %s %s%s\n", t, port, fam.suffix)
-		elems := mergePrefixes(fam.elems)
-		if len(elems) == 0 {
-			continue
+func (d dropSet) set() *nftables.Set {
+	addr := nftables.TypeIPAddr
+	if !d.v4 {
+		addr = nftables.TypeIP6Addr
+	}
+	return &nftables.Set{Table: checkTable, Name: d.name, Dynamic: true, Counter: true, Size: 65535,
+		Concatenation: true, KeyType: nftables.MustConcatSetType(nftables.TypeIFName, addr)}
+}
+
+func dropSetFor(from, v4 bool) dropSet {
+	for _, d := range dropSets {
+		if d.from == from && d.v4 == v4 {
+			return d
 		}
-		parts := make([]string, len(elems))
-		for i, p := range elems {
-			if p.IsSingleIP() {
-				parts[i] = p.Addr().String()
-			} else {
-				parts[i] = p.String()
+	}
+	panic("unreachable")
+}
+
+func portMap(from bool) *nftables.Set {
+	name := "to_eni"
+	if from {
+		name = "from_eni"
+	}
+	// Interface names are host-order data to nft (for its listing only).
+	return &nftables.Set{Table: checkTable, Name: name, IsMap: true, KeyByteOrder: binaryutil.NativeEndian,
+		KeyType: nftables.TypeIFName, DataType: nftables.TypeVerdict}
+}
+
+func portSet(port string, v4 bool) *nftables.Set {
+	if v4 {
+		return &nftables.Set{Table: checkTable, Name: port + "_4", Interval: true, KeyType: nftables.TypeIPAddr}
+	}
+	return &nftables.Set{Table: checkTable, Name: port + "_6", Interval: true, KeyType: nftables.TypeIP6Addr}
+}
+
+func portChain(port string, from bool) *nftables.Chain {
+	if from {
+		return &nftables.Chain{Table: checkTable, Name: "from_" + port}
+	}
+	return &nftables.Chain{Table: checkTable, Name: "to_" + port}
+}
+
+// installRouterRuleset creates the table above in namespace h.
+func installRouterRuleset(h netns.NsHandle) error {
+	c, err := nftConn(h)
+	if err != nil {
+		return err
+	}
+	c.AddTable(checkTable)
+	for _, d := range dropSets {
+		if err := c.AddSet(d.set(), nil); err != nil {
+			return err
+		}
+	}
+	accept := nftables.ChainPolicyAccept
+	for _, from := range []bool{true, false} {
+		m := portMap(from)
+		if err := c.AddSet(m, nil); err != nil {
+			return err
+		}
+		ch := &nftables.Chain{Table: checkTable, Name: "postrouting", Type: nftables.ChainTypeFilter,
+			Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityRef(bridgePriorityFilter), Policy: &accept}
+		if from {
+			ch.Name, ch.Hooknum = "prerouting", nftables.ChainHookPrerouting
+		}
+		c.AddChain(ch)
+		for _, exprs := range hookRules(from, m) {
+			c.AddRule(&nftables.Rule{Table: checkTable, Chain: ch, Exprs: exprs})
+		}
+	}
+	return c.Flush()
+}
+
+// ICMPv6 types of neighbour discovery.
+const (
+	icmpv6RouterSolicit   = 133
+	icmpv6RouterAdvert    = 134
+	icmpv6NeighborSolicit = 135
+	icmpv6NeighborAdvert  = 136
+)
+
+// hookRules are the rules of the prerouting (from) or postrouting chain.
+func hookRules(from bool, m *nftables.Set) [][]expr.Any {
+	acc := verdict(expr.VerdictAccept)
+	rules := [][]expr.Any{append(matchEtherType(etherTypeARP), acc)}
+	nd := []byte{icmpv6NeighborSolicit, icmpv6NeighborAdvert, icmpv6RouterAdvert}
+	passIPv6 := []string{"fe80::/10", "ff00::/8"}
+	passIPv4 := []string{"224.0.0.0/4", "255.255.255.255/32"}
+	meta := expr.MetaKeyOIFNAME
+	if from {
+		nd[2] = icmpv6RouterSolicit
+		passIPv6, passIPv4 = passIPv6[:1], nil
+		meta = expr.MetaKeyIIFNAME
+	}
+	for _, t := range nd {
+		rules = append(rules, append(matchICMPv6Type(t), acc))
+	}
+	for _, p := range append(passIPv6, passIPv4...) {
+		rules = append(rules, append(matchPrefix(netip.MustParsePrefix(p), from, false, true), acc))
+	}
+	return append(rules, []expr.Any{
+		&expr.Meta{Key: meta, Register: reg1},
+		&expr.Lookup{SourceRegister: reg1, DestRegister: 0, IsDestRegSet: true, SetName: m.Name, SetID: m.ID},
+	})
+}
+
+// addPortCheck declares port's sets (filled with the ENI's addresses) and
+// check chains and hooks them into the bridge chains, in one transaction,
+// so the port is never unchecked. A non-zero mark is set on every frame
+// from the port (the router steers IMDS requests by it, one IMDS per
+// instance).
+func addPortCheck(h netns.NsHandle, port string, mark uint32, v4, v6 []netip.Prefix) error {
+	c, err := nftConn(h)
+	if err != nil {
+		return err
+	}
+	sets := map[bool]*nftables.Set{true: portSet(port, true), false: portSet(port, false)}
+	for fam, elems := range map[bool][]netip.Prefix{true: v4, false: v6} {
+		if err := c.AddSet(sets[fam], intervalElements(elems)); err != nil {
+			return err
+		}
+	}
+	for _, from := range []bool{true, false} {
+		ch := c.AddChain(portChain(port, from))
+		if from && mark != 0 {
+			c.AddRule(&nftables.Rule{Table: checkTable, Chain: ch, Exprs: setMark(mark)})
+		}
+		for _, v4 := range []bool{true, false} {
+			for _, r := range portRules(port, from, v4, sets[v4]) {
+				r.Table, r.Chain = checkTable, ch
+				c.AddRule(r)
 			}
 		}
-		fmt.Fprintf(&b, "add element %s %s%s { %s }\n", t, port, fam.suffix, strings.Join(parts, ", "))
+		el := nftables.SetElement{Key: ifnameKey(port), VerdictData: &expr.Verdict{Kind: expr.VerdictJump, Chain: ch.Name}}
+		if err := c.SetAddElements(portMap(from), []nftables.SetElement{el}); err != nil {
+			return err
+		}
 	}
-	return b.String()
+	return c.Flush()
+}
+
+// portRules are, for one direction and family (here from, IPv4):
+//
+//	ip saddr != @eniN_4 add @dropped_from4 { iifname . ip saddr }
+//	ip saddr != @eniN_4 counter drop comment "source not assigned to eniN"
+func portRules(port string, from, v4 bool, s *nftables.Set) []*nftables.Rule {
+	eth := uint16(etherTypeIPv6)
+	if v4 {
+		eth = etherTypeIPv4
+	}
+	notAssigned := func() []expr.Any {
+		return append(matchEtherType(eth), loadAddr(reg1, v4, from),
+			&expr.Lookup{SourceRegister: reg1, SetName: s.Name, SetID: s.ID, Invert: true})
+	}
+	meta, what := expr.MetaKeyOIFNAME, "destination"
+	if from {
+		meta, what = expr.MetaKeyIIFNAME, "source"
+	}
+	d := dropSetFor(from, v4)
+	record := append(notAssigned(),
+		&expr.Meta{Key: meta, Register: reg1},
+		loadAddr(reg2, v4, from),
+		&expr.Dynset{SrcRegKey: reg1, SetName: d.name, Operation: unix.NFT_DYNSET_OP_ADD})
+	drop := append(notAssigned(), &expr.Counter{}, verdict(expr.VerdictDrop))
+	return []*nftables.Rule{
+		{Exprs: record},
+		{Exprs: drop, UserData: comment(fmt.Sprintf("%s not assigned to %s", what, port))},
+	}
+}
+
+// deletePortCheck undoes addPortCheck.
+func deletePortCheck(h netns.NsHandle, port string) error {
+	c, err := nftConn(h)
+	if err != nil {
+		return err
+	}
+	for _, from := range []bool{true, false} {
+		if err := c.SetDeleteElements(portMap(from), []nftables.SetElement{{Key: ifnameKey(port)}}); err != nil {
+			return err
+		}
+		ch := portChain(port, from)
+		c.FlushChain(ch)
+		c.DelChain(ch)
+	}
+	c.DelSet(portSet(port, true))
+	c.DelSet(portSet(port, false))
+	return c.Flush()
+}
+
+// syncPortSets replaces the contents of port's address sets.
+func syncPortSets(h netns.NsHandle, port string, v4, v6 []netip.Prefix) error {
+	c, err := nftConn(h)
+	if err != nil {
+		return err
+	}
+	for fam, elems := range map[bool][]netip.Prefix{true: v4, false: v6} {
+		s := portSet(port, fam)
+		c.FlushSet(s)
+		if els := intervalElements(elems); len(els) > 0 {
+			if err := c.SetAddElements(s, els); err != nil {
+				return err
+			}
+		}
+	}
+	return c.Flush()
 }
 
 // mergePrefixes drops duplicates and prefixes contained in others: an
@@ -158,64 +320,85 @@ func (v *VPC) Drops() (string, error) {
 	legend := map[string]string{}
 	for _, e := range v.enis {
 		legend[e.port] = fmt.Sprintf("%s (%s %s)", e.port, e.Name, e.MAC)
+		if e.inst != v.def {
+			legend[e.port] = fmt.Sprintf("%s (%s %s in %s)", e.port, e.Name, e.MAC, e.inst.Name)
+		}
 	}
 	v.mu.Unlock()
 	if err != nil {
 		return "", err
 	}
+	recs, err := readDrops(h)
+	if err != nil {
+		return "", err
+	}
 	var b strings.Builder
-	for _, set := range []struct{ name, what string }{
-		{"dropped_from4", "from"}, {"dropped_from6", "from"},
-		{"dropped_to4", "to"}, {"dropped_to6", "to"},
-	} {
-		out, err := execIn(context.Background(), h, nil, "nft", "list", "set", "bridge", nftTable, set.name)
-		if err != nil {
-			return "", err
+	for _, r := range recs {
+		port := legend[r.port]
+		if port == "" {
+			port = r.port + " (detached)"
 		}
-		for _, elem := range parseDynamicSet(out) {
-			port := legend[elem.port]
-			if port == "" {
-				port = elem.port + " (detached)"
-			}
-			fmt.Fprintf(&b, "dropped %s %s %s: %d packets\n", set.what, port, elem.addr, elem.packets)
-		}
+		fmt.Fprintf(&b, "dropped %s %s %s: %d packets\n", r.what, port, r.addr, r.packets)
 	}
 	return b.String(), nil
 }
 
 type dropRecord struct {
+	what       string // "from" or "to"
 	port, addr string
-	packets    int
+	packets    uint64
 }
 
-// parseDynamicSet reads the elements of `nft list set` output for a set of
-// type ifname . address with counters, e.g.
-//
-//	elements = { "eni1" . 100.64.1.20 counter packets 3 bytes 180,
-//	             "eni2" . 100.64.2.9 counter packets 1 bytes 60 }
-func parseDynamicSet(out string) []dropRecord {
-	i := strings.Index(out, "elements = {")
-	if i < 0 {
-		return nil
-	}
-	body := out[i+len("elements = {"):]
-	if j := strings.Index(body, "}"); j >= 0 {
-		body = body[:j]
+// readDrops reads the four dynamic sets with their counters, sorted by
+// direction, port and address.
+func readDrops(h netns.NsHandle) ([]dropRecord, error) {
+	c, err := nftConn(h)
+	if err != nil {
+		return nil, err
 	}
 	var recs []dropRecord
-	for _, item := range strings.Split(body, ",") {
-		f := strings.Fields(item)
-		// "eni1" . 100.64.1.20 counter packets 3 bytes 180
-		if len(f) < 6 || f[1] != "." {
-			continue
+	for _, d := range dropSets {
+		elems, err := c.GetSetElements(d.set())
+		if err != nil {
+			return nil, fmt.Errorf("vpcsim: read %s: %w", d.name, err)
 		}
-		r := dropRecord{port: strings.Trim(f[0], `"`), addr: f[2]}
-		for k := 3; k+1 < len(f); k++ {
-			if f[k] == "packets" {
-				fmt.Sscan(f[k+1], &r.packets)
+		for _, el := range elems {
+			r, ok := decodeDropKey(el.Key)
+			if !ok {
+				continue
 			}
+			r.what = "to"
+			if d.from {
+				r.what = "from"
+			}
+			if el.Counter != nil {
+				r.packets = el.Counter.Packets
+			}
+			recs = append(recs, r)
 		}
-		recs = append(recs, r)
 	}
-	return recs
+	slices.SortStableFunc(recs, func(a, b dropRecord) int {
+		if a.what != b.what {
+			return -strings.Compare(a.what, b.what) // "from" first
+		}
+		if a.port != b.port {
+			return strings.Compare(a.port, b.port)
+		}
+		return strings.Compare(a.addr, b.addr)
+	})
+	return recs, nil
+}
+
+// decodeDropKey splits an ifname . address key: 16 bytes of NUL-padded
+// name, then 4 or 16 bytes of address.
+func decodeDropKey(k []byte) (dropRecord, bool) {
+	if len(k) != unix.IFNAMSIZ+4 && len(k) != unix.IFNAMSIZ+16 {
+		return dropRecord{}, false
+	}
+	name := strings.TrimRight(string(k[:unix.IFNAMSIZ]), "\x00")
+	a, ok := netip.AddrFromSlice(k[unix.IFNAMSIZ:])
+	if !ok {
+		return dropRecord{}, false
+	}
+	return dropRecord{port: name, addr: a.String()}, true
 }

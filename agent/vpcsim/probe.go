@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -37,21 +36,6 @@ func withProbeTimeout(ctx context.Context) (context.Context, context.CancelFunc)
 		return context.WithCancel(ctx)
 	}
 	return context.WithTimeout(ctx, ProbeTimeout)
-}
-
-// startIMDS starts the fake IMDS on 169.254.169.254:80 and
-// [fd00:ec2::254]:80 on the router's lo.
-func (v *VPC) startIMDS() error {
-	if err := addAddrs(v.router, "lo", hostPrefix(IMDSAddr), hostPrefix(IMDSAddrIPv6)); err != nil {
-		return err
-	}
-	v.IMDS = fakeimds.New()
-	for _, a := range []netip.Addr{IMDSAddr, IMDSAddrIPv6} {
-		if _, err := v.IMDS.StartInNetNS(v.Router, netip.AddrPortFrom(a, 80).String()); err != nil {
-			return fmt.Errorf("vpcsim: start IMDS: %w", err)
-		}
-	}
-	return nil
 }
 
 // IMDSAddrIPv6 is IMDS's IPv6 address (Nitro instances), also served.
@@ -121,10 +105,17 @@ func (v *VPC) remoteFor(src netip.Addr) netip.Addr {
 	return v.RemoteIPv6
 }
 
+// ProbeTCP connects from the (first) instance, bound to src, to the remote
+// host's echo listener and returns the source address the remote host saw.
+func (v *VPC) ProbeTCP(ctx context.Context, src netip.Addr) (ProbeResult, error) {
+	return v.def.ProbeTCP(ctx, src)
+}
+
 // ProbeTCP connects from the instance, bound to src, to the remote host's
 // echo listener and returns the source address the remote host saw.
-func (v *VPC) ProbeTCP(ctx context.Context, src netip.Addr) (ProbeResult, error) {
-	h, err := v.Handle(v.Instance)
+func (i *Instance) ProbeTCP(ctx context.Context, src netip.Addr) (ProbeResult, error) {
+	v := i.v
+	h, err := i.handle()
 	if err != nil {
 		return ProbeResult{}, err
 	}
@@ -154,11 +145,19 @@ func (v *VPC) ProbeTCP(ctx context.Context, src netip.Addr) (ProbeResult, error)
 	return ProbeResult{SeenSource: seen, Latency: time.Since(start)}, nil
 }
 
+// ProbeInbound connects from the remote host to dst:port in the (first)
+// instance (a listener bound to dst for the probe) and returns the source
+// address the instance saw.
+func (v *VPC) ProbeInbound(ctx context.Context, dst netip.Addr) (ProbeResult, error) {
+	return v.def.ProbeInbound(ctx, dst)
+}
+
 // ProbeInbound connects from the remote host to dst:port in the instance
 // (a listener bound to dst for the probe) and returns the source address
 // the instance saw.
-func (v *VPC) ProbeInbound(ctx context.Context, dst netip.Addr) (ProbeResult, error) {
-	ih, err := v.Handle(v.Instance)
+func (i *Instance) ProbeInbound(ctx context.Context, dst netip.Addr) (ProbeResult, error) {
+	v := i.v
+	ih, err := i.handle()
 	if err != nil {
 		return ProbeResult{}, err
 	}
@@ -219,28 +218,25 @@ func (v *VPC) ProbeInbound(ctx context.Context, dst netip.Addr) (ProbeResult, er
 	}
 }
 
-// ProbeICMP pings the remote host once from the instance with source src.
-func (v *VPC) ProbeICMP(ctx context.Context, src netip.Addr) error {
-	h, err := v.Handle(v.Instance)
+// ProbeICMP pings the remote host once from the (first) instance with
+// source src.
+func (v *VPC) ProbeICMP(ctx context.Context, src netip.Addr) error { return v.def.ProbeICMP(ctx, src) }
+
+// ProbeICMP pings the remote host once from the instance with source src
+// (an ICMP echo from a raw socket bound to src; see icmp.go).
+func (i *Instance) ProbeICMP(ctx context.Context, src netip.Addr) error {
+	h, err := i.handle()
 	if err != nil {
 		return err
 	}
 	ctx, cancel := withProbeTimeout(ctx)
 	defer cancel()
-	wait := ProbeTimeout
-	if dl, ok := ctx.Deadline(); ok {
-		wait = time.Until(dl)
-	}
-	if wait < 10*time.Millisecond {
-		return fmt.Errorf("ICMP %s: no time left", src)
-	}
 	src = src.Unmap()
-	dst := v.remoteFor(src)
+	dst := i.v.remoteFor(src)
 	if err := waitUsable(ctx, h, src); err != nil {
 		return fmt.Errorf("ICMP %s -> %s: %w", src, dst, err)
 	}
-	secs := strconv.FormatFloat(wait.Seconds(), 'f', 3, 64)
-	if _, err := execIn(ctx, h, nil, "ping", "-n", "-q", "-c", "1", "-W", secs, "-I", src.String(), dst.String()); err != nil {
+	if err := echoICMP(ctx, h, src, dst); err != nil {
 		return fmt.Errorf("ICMP %s -> %s (instance to remote): %w", src, dst, err)
 	}
 	return nil
@@ -248,19 +244,31 @@ func (v *VPC) ProbeICMP(ctx context.Context, src netip.Addr) error {
 
 // ProbeIMDS asks the fake IMDS for a session token from inside the
 // instance, as every IMDSv2 client does first.
-func (v *VPC) ProbeIMDS(ctx context.Context) error {
-	return v.probeIMDSAt(ctx, IMDSAddr)
+func (v *VPC) ProbeIMDS(ctx context.Context) error { return v.def.ProbeIMDS(ctx) }
+
+// ProbeIMDSIPv6 is ProbeIMDS over IPv6 (fd00:ec2::254).
+func (v *VPC) ProbeIMDSIPv6(ctx context.Context) error { return v.def.ProbeIMDSIPv6(ctx) }
+
+// ProbeIMDS asks the instance's IMDS for a session token from inside the
+// instance.
+func (i *Instance) ProbeIMDS(ctx context.Context) error {
+	_, err := i.GetIMDS(ctx, IMDSAddr, "")
+	return err
 }
 
 // ProbeIMDSIPv6 is ProbeIMDS over IPv6 (fd00:ec2::254).
-func (v *VPC) ProbeIMDSIPv6(ctx context.Context) error {
-	return v.probeIMDSAt(ctx, IMDSAddrIPv6)
+func (i *Instance) ProbeIMDSIPv6(ctx context.Context) error {
+	_, err := i.GetIMDS(ctx, IMDSAddrIPv6, "")
+	return err
 }
 
-func (v *VPC) probeIMDSAt(ctx context.Context, addr netip.Addr) error {
-	h, err := v.Handle(v.Instance)
+// GetIMDS fetches a token from inside the instance from IMDS at addr and,
+// when path is not empty, GETs /latest/meta-data/<path> with it and returns
+// the body: what the instance itself sees.
+func (i *Instance) GetIMDS(ctx context.Context, addr netip.Addr, path string) (string, error) {
+	h, err := i.handle()
 	if err != nil {
-		return err
+		return "", err
 	}
 	ctx, cancel := withProbeTimeout(ctx)
 	defer cancel()
@@ -275,22 +283,30 @@ func (v *VPC) probeIMDSAt(ctx context.Context, addr netip.Addr) error {
 		},
 	}
 	defer tr.CloseIdleConnections()
-	url := "http://" + netip.AddrPortFrom(addr, 80).String() + "/latest/api/token"
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, url, nil)
-	if err != nil {
-		return err
+	client := &http.Client{Transport: tr}
+	base := "http://" + netip.AddrPortFrom(addr, 80).String() + "/latest/"
+	do := func(method, url string, hdr [2]string) (string, error) {
+		req, err := http.NewRequestWithContext(ctx, method, url, nil)
+		if err != nil {
+			return "", err
+		}
+		req.Header.Set(hdr[0], hdr[1])
+		resp, err := client.Do(req)
+		if err != nil {
+			return "", fmt.Errorf("IMDS from the instance: %w", err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+		if resp.StatusCode != http.StatusOK || len(body) == 0 {
+			return "", fmt.Errorf("IMDS from the instance: %s %s: %s", method, url, resp.Status)
+		}
+		return string(body), nil
 	}
-	req.Header.Set(fakeimds.TokenTTLHeader, "60")
-	resp, err := (&http.Client{Transport: tr}).Do(req)
-	if err != nil {
-		return fmt.Errorf("IMDS from the instance: %w", err)
+	token, err := do(http.MethodPut, base+"api/token", [2]string{fakeimds.TokenTTLHeader, "60"})
+	if err != nil || path == "" {
+		return "", err
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	if resp.StatusCode != http.StatusOK || len(body) == 0 {
-		return fmt.Errorf("IMDS from the instance: PUT %s: %s", url, resp.Status)
-	}
-	return nil
+	return do(http.MethodGet, base+"meta-data/"+strings.TrimPrefix(path, "/"), [2]string{fakeimds.TokenHeader, token})
 }
 
 // echoServer accepts TCP connections and writes back the client's address
@@ -394,18 +410,24 @@ func (r AddrReport) String() string {
 }
 
 // ProbeAddrs runs ProbeTCP, ProbeInbound and ProbeICMP for every address
-// at once (a failing probe costs its whole timeout, so they run in
-// parallel) and returns one report per address, in the order given.
+// of the (first) instance at once (a failing probe costs its whole
+// timeout, so they run in parallel) and returns one report per address, in
+// the order given.
 func (v *VPC) ProbeAddrs(ctx context.Context, addrs ...netip.Addr) []AddrReport {
+	return v.def.ProbeAddrs(ctx, addrs...)
+}
+
+// ProbeAddrs is VPC.ProbeAddrs for this instance.
+func (i *Instance) ProbeAddrs(ctx context.Context, addrs ...netip.Addr) []AddrReport {
 	reports := make([]AddrReport, len(addrs))
 	var wg sync.WaitGroup
-	for i, a := range addrs {
-		reports[i].Addr = a.Unmap()
-		r := &reports[i]
+	for k, a := range addrs {
+		reports[k].Addr = a.Unmap()
+		r := &reports[k]
 		wg.Add(3)
-		go func() { defer wg.Done(); r.Out, r.OutErr = v.ProbeTCP(ctx, r.Addr) }()
-		go func() { defer wg.Done(); r.In, r.InErr = v.ProbeInbound(ctx, r.Addr) }()
-		go func() { defer wg.Done(); r.ICMPErr = v.ProbeICMP(ctx, r.Addr) }()
+		go func() { defer wg.Done(); r.Out, r.OutErr = i.ProbeTCP(ctx, r.Addr) }()
+		go func() { defer wg.Done(); r.In, r.InErr = i.ProbeInbound(ctx, r.Addr) }()
+		go func() { defer wg.Done(); r.ICMPErr = i.ProbeICMP(ctx, r.Addr) }()
 	}
 	wg.Wait()
 	return reports

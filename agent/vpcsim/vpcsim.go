@@ -1,12 +1,13 @@
 // Package vpcsim simulates the part of an EC2 VPC that ec2net depends on,
 // inside network namespaces the simulator creates and deletes itself:
 //
-//	Instance  eth0, eth1, ...   one veth per ENI
-//	   │ (veth per ENI)
+//	Instance  eth0, eth1, ...   one veth per ENI (AddInstance adds more
+//	   │                        instances, each with its own ENIs)
 //	Router    one bridge per subnet (gateway = first host, fe80:ec2::1),
 //	          nftables bridge rules = the VPC source/destination check,
 //	          permanent neighbour entries for every assigned address,
-//	          the fake IMDS at 169.254.169.254:80 on lo
+//	          one fake IMDS per instance at 169.254.169.254:80 on lo
+//	          (requests steered by the ENI port they came from)
 //	   │ (veth)
 //	Remote    a host outside the VPC with a TCP echo listener
 //
@@ -14,11 +15,16 @@
 // leaves an ENI with a source address the ENI does not own is dropped, so a
 // secondary ENI's traffic fails until policy routing sends it out of the
 // right link. The simulator enforces exactly that, so tests can show the
-// failure before ec2net runs and the success after.
+// failure before ec2net runs and the success after. Move models the
+// high-availability pattern: an ENI detached from one instance and
+// attached to another.
 //
 // Nothing is created in the namespace the caller runs in: links are
 // created through netlink handles bound to the simulator's namespaces and
-// commands run on locked threads switched into them.
+// commands run on locked threads switched into them. The simulator needs
+// only the kernel: nftables rules, bridge port state and ICMP echo go
+// through netlink and sockets, and programs run in a namespace without
+// `ip netns exec` (see exec.go); no nft, ip, bridge or ping binary is used.
 package vpcsim
 
 import (
@@ -28,7 +34,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -82,13 +87,16 @@ type Options struct {
 	NoDAD bool
 }
 
-// VPC is one simulated VPC with one instance. Methods are safe for
+// VPC is one simulated VPC, with one instance (New) or more (AddInstance).
+// The VPC's ENI and probe methods act on the instance New created; each
+// Instance has the same methods for itself. Methods are safe for
 // concurrent use.
 type VPC struct {
-	// Namespace names (/run/netns/<name>).
+	// Namespace names (/run/netns/<name>); Instance is the first instance.
 	Instance, Router, Remote string
-	// IMDS serves at 169.254.169.254:80 inside Router; the instance reaches
-	// it through its primary ENI's default route, as on EC2.
+	// IMDS is the first instance's metadata. It serves at
+	// 169.254.169.254:80 inside Router; the instance reaches it through its
+	// primary ENI's default route, as on EC2.
 	IMDS *fakeimds.Server
 	// The remote host's addresses (outside the VPC, behind the router).
 	RemoteIPv4, RemoteIPv6 netip.Addr
@@ -98,17 +106,19 @@ type VPC struct {
 	mu        sync.Mutex
 	closed    bool
 	base      string
+	noDAD     bool
 	handles   map[string]netns.NsHandle // by namespace name
 	router    *netlink.Handle
-	instance  *netlink.Handle
+	def       *Instance   // the instance New created
+	instances []*Instance // def first
 	subnets   []*subnet
 	enis      map[string]*eni // by lowercase MAC
 	nextPort  int
 	vpcIPv4   []netip.Prefix
 	vpcIPv6   []netip.Prefix
-	primary   *eni
 	echo      *echoServer
 	container *dockerLike
+	timers    []*time.Timer // pending IMDS lags of Move
 }
 
 func (o Options) logf(format string, args ...any) {
@@ -136,6 +146,7 @@ func New(o Options) (v *VPC, err error) {
 		RemoteIPv6: DefaultRemoteIPv6,
 		logf:       o.logf,
 		base:       base,
+		noDAD:      o.NoDAD,
 		handles:    map[string]netns.NsHandle{},
 		enis:       map[string]*eni{},
 		nextPort:   1,
@@ -148,7 +159,7 @@ func New(o Options) (v *VPC, err error) {
 			v = nil
 		}
 	}()
-	for _, name := range []string{v.Instance, v.Router, v.Remote} {
+	for _, name := range []string{v.Router, v.Remote} {
 		h, err := nsutil.NewNamed(name)
 		if err != nil {
 			return v, fmt.Errorf("vpcsim: create namespace %s: %w", name, err)
@@ -158,21 +169,22 @@ func New(o Options) (v *VPC, err error) {
 	if v.router, err = netlink.NewHandleAt(v.handles[v.Router]); err != nil {
 		return v, fmt.Errorf("vpcsim: netlink in router: %w", err)
 	}
-	if v.instance, err = netlink.NewHandleAt(v.handles[v.Instance]); err != nil {
-		return v, fmt.Errorf("vpcsim: netlink in instance: %w", err)
+	if v.def, err = v.newInstanceLocked(v.Instance, 0); err != nil {
+		return v, err
 	}
-	if err := v.setSysctls(o); err != nil {
+	if err := v.setSysctls(); err != nil {
 		return v, err
 	}
 	if err := v.setupRemote(); err != nil {
 		return v, err
 	}
-	if err := v.nft(v.Router, routerRuleset); err != nil {
+	if err := installRouterRuleset(v.handles[v.Router]); err != nil {
 		return v, fmt.Errorf("vpcsim: router nftables: %w", err)
 	}
-	if err := v.startIMDS(); err != nil {
+	if err := v.startIMDSLocked(v.def); err != nil {
 		return v, err
 	}
+	v.IMDS = v.def.IMDS
 	echo, err := startEcho(v.handles[v.Remote], EchoPort)
 	if err != nil {
 		return v, fmt.Errorf("vpcsim: remote echo listener: %w", err)
@@ -226,16 +238,21 @@ func (v *VPC) Close() error {
 	if v.container != nil {
 		v.container.close()
 	}
-	if v.IMDS != nil {
-		if err := v.IMDS.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("stop IMDS: %w", err))
+	for _, t := range v.timers {
+		t.Stop()
+	}
+	for _, i := range v.instances {
+		if i.IMDS != nil {
+			if err := i.IMDS.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("stop IMDS of %s: %w", i.Name, err))
+			}
+		}
+		if i.nl != nil {
+			i.nl.Close()
 		}
 	}
 	if v.router != nil {
 		v.router.Close()
-	}
-	if v.instance != nil {
-		v.instance.Close()
 	}
 	for name, h := range v.handles {
 		h.Close()
@@ -304,119 +321,57 @@ func sysctl(h netns.NsHandle, key, value string) error {
 	})
 }
 
-// Exec runs argv inside namespace ns and returns its combined output.
-func (v *VPC) Exec(ns string, argv ...string) (string, error) {
-	return v.ExecContext(context.Background(), ns, argv...)
+// commonSysctls are set in every namespace: new namespaces inherit IPv4
+// settings from the root namespace, so everything the simulation depends
+// on is set explicitly.
+var commonSysctls = [][2]string{
+	{"net.ipv4.conf.all.rp_filter", "0"},
+	{"net.ipv4.conf.default.rp_filter", "0"},
+	{"net.ipv4.conf.all.arp_ignore", "0"},
+	{"net.ipv4.conf.default.arp_ignore", "0"},
+	{"net.ipv4.conf.all.arp_announce", "0"},
+	{"net.ipv4.conf.default.arp_announce", "0"},
+	{"net.ipv6.conf.all.disable_ipv6", "0"},
+	{"net.ipv6.conf.default.disable_ipv6", "0"},
 }
 
-// ExecContext is Exec bounded by ctx.
-func (v *VPC) ExecContext(ctx context.Context, ns string, argv ...string) (string, error) {
-	cmd, err := v.CommandContext(ctx, ns, argv...)
-	if err != nil {
-		return "", err
-	}
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return string(out), fmt.Errorf("%s (in %s): %w: %s", strings.Join(argv, " "), ns, err, strings.TrimSpace(string(out)))
-	}
-	return string(out), nil
-}
-
-// Command prepares argv to run inside namespace ns as `ip netns exec`
-// does: in the namespace's network stack and with /sys showing that
-// namespace's links (ec2net reads /sys/class/net). The caller sets
-// stdio, starts and waits as with any exec.Cmd (e.g. for a daemon).
-func (v *VPC) Command(ns string, argv ...string) (*exec.Cmd, error) {
-	return v.CommandContext(context.Background(), ns, argv...)
-}
-
-// CommandContext is Command with a context that kills the process.
-func (v *VPC) CommandContext(ctx context.Context, ns string, argv ...string) (*exec.Cmd, error) {
-	if _, err := v.Handle(ns); err != nil {
-		return nil, err
-	}
-	if len(argv) == 0 {
-		return nil, errors.New("vpcsim: empty command")
-	}
-	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns}, argv...)...), nil
-}
-
-// execIn starts argv from a thread switched into h: the child inherits the
-// thread's network namespace (and nothing else changes for it, so /sys is
-// still the caller's: fine for nft, bridge and ping, which use netlink
-// and sockets only). Cheaper than `ip netns exec`.
-func execIn(ctx context.Context, h netns.NsHandle, stdin *strings.Reader, argv ...string) (string, error) {
-	if len(argv) == 0 {
-		return "", errors.New("vpcsim: empty command")
-	}
-	var out []byte
-	err := nsutil.Do(h, func() error {
-		cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-		if stdin != nil {
-			cmd.Stdin = stdin
-		}
-		var err error
-		out, err = cmd.CombinedOutput()
-		return err
-	})
-	if err != nil {
-		return string(out), fmt.Errorf("%s: %w: %s", strings.Join(argv, " "), err, strings.TrimSpace(string(out)))
-	}
-	return string(out), nil
-}
-
-// nft loads an nftables script into namespace ns in one transaction.
-func (v *VPC) nft(ns string, script string) error {
-	h, ok := v.handles[ns]
-	if !ok {
-		return fmt.Errorf("vpcsim: no namespace %s", ns)
-	}
-	_, err := execIn(context.Background(), h, strings.NewReader(script), "nft", "-f", "-")
-	return err
-}
-
-func (v *VPC) setSysctls(o Options) error {
-	// New namespaces inherit IPv4 settings from the root namespace: set
-	// everything the simulation depends on explicitly.
-	common := [][2]string{
-		{"net.ipv4.conf.all.rp_filter", "0"},
-		{"net.ipv4.conf.default.rp_filter", "0"},
-		{"net.ipv4.conf.all.arp_ignore", "0"},
-		{"net.ipv4.conf.default.arp_ignore", "0"},
-		{"net.ipv4.conf.all.arp_announce", "0"},
-		{"net.ipv4.conf.default.arp_announce", "0"},
-		{"net.ipv6.conf.all.disable_ipv6", "0"},
-		{"net.ipv6.conf.default.disable_ipv6", "0"},
-	}
-	router := append([][2]string{
-		{"net.ipv4.ip_forward", "1"},
-		{"net.ipv6.conf.all.forwarding", "1"},
-		{"net.ipv6.conf.default.forwarding", "1"},
-		{"net.ipv6.conf.all.accept_dad", "0"},
-		{"net.ipv6.conf.default.accept_dad", "0"},
-	}, common...)
-	remote := append([][2]string{
-		{"net.ipv4.ip_forward", "0"},
-		{"net.ipv6.conf.all.forwarding", "0"},
-		{"net.ipv6.conf.all.accept_dad", "0"},
-		{"net.ipv6.conf.default.accept_dad", "0"},
-	}, common...)
+// instanceSysctls are an instance's settings (see Options.NoDAD).
+func instanceSysctls(noDAD bool) [][2]string {
 	instance := append([][2]string{
 		{"net.ipv4.ip_forward", "0"},
 		{"net.ipv6.conf.all.forwarding", "0"},
 		// The simulated VPC sends no router advertisements; the primary's
 		// IPv6 default route is installed as a DHCP/RA client would.
 		{"net.ipv6.conf.default.accept_ra", "0"},
-	}, common...)
-	if o.NoDAD {
+	}, commonSysctls...)
+	if noDAD {
 		instance = append(instance,
 			[2]string{"net.ipv6.conf.all.accept_dad", "0"},
 			[2]string{"net.ipv6.conf.default.accept_dad", "0"})
 	}
+	return instance
+}
+
+// setSysctls sets the router's and the remote's (instances set theirs
+// when created).
+func (v *VPC) setSysctls() error {
+	router := append([][2]string{
+		{"net.ipv4.ip_forward", "1"},
+		{"net.ipv6.conf.all.forwarding", "1"},
+		{"net.ipv6.conf.default.forwarding", "1"},
+		{"net.ipv6.conf.all.accept_dad", "0"},
+		{"net.ipv6.conf.default.accept_dad", "0"},
+	}, commonSysctls...)
+	remote := append([][2]string{
+		{"net.ipv4.ip_forward", "0"},
+		{"net.ipv6.conf.all.forwarding", "0"},
+		{"net.ipv6.conf.all.accept_dad", "0"},
+		{"net.ipv6.conf.default.accept_dad", "0"},
+	}, commonSysctls...)
 	for _, set := range []struct {
 		ns   string
 		keys [][2]string
-	}{{v.Router, router}, {v.Remote, remote}, {v.Instance, instance}} {
+	}{{v.Router, router}, {v.Remote, remote}} {
 		for _, kv := range set.keys {
 			if err := sysctl(v.handles[set.ns], kv[0], kv[1]); err != nil {
 				return fmt.Errorf("%s: %w", set.ns, err)
@@ -526,16 +481,20 @@ func waitOperUp(ctx context.Context, h *netlink.Handle, name string) error {
 }
 
 // waitPortForwarding polls until the bridge port in namespace h forwards
-// frames.
-func waitPortForwarding(ctx context.Context, h netns.NsHandle, port string) error {
+// frames (its STP state, read through netlink).
+func waitPortForwarding(ctx context.Context, h netns.NsHandle, nl *netlink.Handle, port string) error {
+	l, err := nl.LinkByName(port)
+	if err != nil {
+		return fmt.Errorf("vpcsim: bridge port %s: %w", port, err)
+	}
 	for {
-		out, err := execIn(ctx, h, nil, "bridge", "link", "show", "dev", port)
-		if err == nil && strings.Contains(out, "state forwarding") {
+		state, err := bridgePortState(h, l.Attrs().Index)
+		if err == nil && state == brStateForwarding {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("vpcsim: bridge port %s not forwarding (%s): %w", port, strings.TrimSpace(out), ctx.Err())
+			return fmt.Errorf("vpcsim: bridge port %s not forwarding (state %d, %v): %w", port, state, err, ctx.Err())
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
@@ -555,7 +514,8 @@ func sweepStale(prefix string, logf func(string, ...any)) {
 			continue
 		}
 		parts := strings.Split(rest, "-")
-		if len(parts) != 3 || len(parts[2]) != 1 {
+		// Roles: i, r, h, c, and i2, i3, ... for added instances.
+		if len(parts) != 3 || len(parts[2]) < 1 || len(parts[2]) > 3 {
 			continue
 		}
 		pid, err := strconv.Atoi(parts[0])
@@ -570,6 +530,11 @@ func sweepStale(prefix string, logf func(string, ...any)) {
 		}
 		if err := nsutil.DeleteNamed(e.Name()); err == nil {
 			logf("vpcsim: removed stale namespace %s", e.Name())
+		} else if os.Remove(filepath.Join("/run/netns", e.Name())) == nil {
+			// Not a mount point: the namespace was mounted in a mount
+			// namespace that is gone (a test that hid tools), only the
+			// file was left. (Removing a mounted file fails: EBUSY.)
+			logf("vpcsim: removed stale namespace file %s", e.Name())
 		}
 	}
 }

@@ -2,7 +2,6 @@ package vpcsim
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -65,7 +64,12 @@ func newBed(t *testing.T) *VPC {
 
 func instanceNetlink(t *testing.T, v *VPC) *netlink.Handle {
 	t.Helper()
-	h, err := v.Handle(v.Instance)
+	return netlinkIn(t, v, v.Instance)
+}
+
+func netlinkIn(t *testing.T, v *VPC, ns string) *netlink.Handle {
+	t.Helper()
+	h, err := v.Handle(ns)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +87,13 @@ func instanceNetlink(t *testing.T, v *VPC) *netlink.Handle {
 // "from <addr>" rule per address.
 func configureByHand(t *testing.T, v *VPC, name string, addrs []netip.Prefix, gw4, gw6 netip.Addr, table int) {
 	t.Helper()
-	nl := instanceNetlink(t, v)
+	configureIn(t, v, v.Instance, name, addrs, gw4, gw6, table)
+}
+
+// configureIn is configureByHand in namespace ns.
+func configureIn(t *testing.T, v *VPC, ns, name string, addrs []netip.Prefix, gw4, gw6 netip.Addr, table int) {
+	t.Helper()
+	nl := netlinkIn(t, v, ns)
 	link, err := nl.LinkByName(name)
 	if err != nil {
 		t.Fatal(err)
@@ -150,21 +160,6 @@ func mustPassIn(t *testing.T, v *VPC, dst netip.Addr) {
 	if want := v.remoteFor(dst); res.SeenSource != want {
 		t.Fatalf("inbound to %s: the instance saw %s, want %s", dst, res.SeenSource, want)
 	}
-}
-
-// diag dumps links, addresses, neighbours, routes and rules of every
-// namespace and the router's ruleset, for failure messages.
-func diag(v *VPC) string {
-	var b strings.Builder
-	for _, ns := range []string{v.Instance, v.Router, v.Remote} {
-		for _, c := range [][]string{{"ip", "-s", "-d", "link"}, {"ip", "addr"}, {"ip", "neigh"}, {"ip", "route"}, {"ip", "-6", "route"}, {"ip", "rule"}} {
-			out, err := v.Exec(ns, c...)
-			fmt.Fprintf(&b, "== %s %v (%v)\n%s", ns, c, err, out)
-		}
-	}
-	out, _ := v.Exec(v.Router, "nft", "list", "ruleset")
-	b.WriteString(out)
-	return b.String()
 }
 
 // fastCtx bounds probes that are expected to fail.
@@ -397,17 +392,11 @@ func TestDetachRemovesLinkAndCheck(t *testing.T) {
 	if _, ok := v.IMDS.ENI(s.MAC); ok {
 		t.Fatal("IMDS still lists the ENI")
 	}
-	out, err := v.Exec(v.Router, "nft", "list", "table", "bridge", nftTable)
-	if err != nil {
-		t.Fatal(err)
-	}
+	out := checkObjects(t, v)
 	if strings.Contains(out, "eni2") {
 		t.Fatalf("the check still has the detached port:\n%s", out)
 	}
-	out, err = v.Exec(v.Router, "ip", "neigh", "show", "nud", "permanent")
-	if err != nil {
-		t.Fatal(err)
-	}
+	out = permanentNeighbours(t, v)
 	if strings.Contains(out, "100.64.2.20") || strings.Contains(out, "2001:db8:1:2::20") {
 		t.Fatalf("router keeps neighbours of the detached ENI:\n%s", out)
 	}
@@ -671,20 +660,45 @@ func TestMergePrefixes(t *testing.T) {
 	}
 }
 
-func TestParseDynamicSet(t *testing.T) {
-	out := `table bridge vpcsim {
-	set dropped_from4 {
-		type ifname . ipv4_addr
-		size 65535
-		flags dynamic
-		counter
-		elements = { "eni1" . 100.64.2.20 counter packets 3 bytes 180,
-			     "eni2" . 100.64.2.9 counter packets 1 bytes 60 }
+func TestDecodeDropKey(t *testing.T) {
+	k4 := append(ifnameKey("eni1"), addr("100.64.2.20").AsSlice()...)
+	k6 := append(ifnameKey("eni12"), addr("2001:db8:1:2::20").AsSlice()...)
+	for _, c := range []struct {
+		key        []byte
+		port, addr string
+		ok         bool
+	}{
+		{k4, "eni1", "100.64.2.20", true},
+		{k6, "eni12", "2001:db8:1:2::20", true},
+		{k4[:10], "", "", false},
+	} {
+		r, ok := decodeDropKey(c.key)
+		if ok != c.ok || r.port != c.port || r.addr != c.addr {
+			t.Errorf("decode %x: %+v %v", c.key, r, ok)
+		}
 	}
-}`
-	got := parseDynamicSet(out)
-	if len(got) != 2 || got[0] != (dropRecord{"eni1", "100.64.2.20", 3}) || got[1] != (dropRecord{"eni2", "100.64.2.9", 1}) {
-		t.Fatalf("%+v", got)
+}
+
+func TestIntervalElements(t *testing.T) {
+	// .20 and .21 are adjacent: one range [.20, .22); the /28 holds .50.
+	els := intervalElements([]netip.Prefix{
+		prefix("100.64.2.21/32"), prefix("100.64.2.20/32"), prefix("100.64.2.48/28"), prefix("100.64.2.50/32"),
+	})
+	var got []string
+	for _, e := range els {
+		a, _ := netip.AddrFromSlice(e.Key)
+		s := a.String()
+		if e.IntervalEnd {
+			s = "end " + s
+		}
+		got = append(got, s)
+	}
+	want := "100.64.2.20,end 100.64.2.22,100.64.2.48,end 100.64.2.64"
+	if strings.Join(got, ",") != want {
+		t.Fatalf("got %v want %s", got, want)
+	}
+	if els := intervalElements([]netip.Prefix{prefix("255.255.255.240/28")}); len(els) != 1 {
+		t.Fatalf("a range to the top of the space has no end element: %v", els)
 	}
 }
 

@@ -3,8 +3,13 @@
 // the source/destination check and serves a fake IMDS at 169.254.169.254,
 // and a remote host), shows a secondary ENI's traffic being dropped, runs
 // `ec2net apply` inside the instance namespace, shows `ec2net status` and
-// the traffic passing, and tears everything down. It never touches the
-// network namespace it is started in.
+// the traffic passing; then starts the daemon (`ec2net run`) and
+// hot-attaches an ENI that carries traffic without anyone running apply,
+// and moves that ENI to a second instance running its own daemon,
+// measuring the time from the detach until B answers on every address and
+// checking that A is left clean. It tears everything down (also on error
+// or Ctrl-C) and never touches the network namespace it is started in. It
+// needs only the kernel: no ip, nft or ping.
 package main
 
 import (
@@ -13,12 +18,10 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/ec2net/ec2net/agent/vpcsim"
 )
@@ -34,7 +37,19 @@ func main() {
 	if err == nil {
 		*bin = abs
 	}
-	if err := demo(*bin); err != nil {
+	if _, err := os.Stat(*bin); err != nil {
+		fmt.Fprintf(os.Stderr, "ec2net-demo: no ec2net binary at %s (make build): %v\n", *bin, err)
+		os.Exit(1)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	err = demo(ctx, *bin)
+	interrupted := ctx.Err() != nil
+	stop()
+	if err != nil {
+		if interrupted {
+			fmt.Fprintln(os.Stderr, "\nec2net-demo: interrupted (everything it created was removed)")
+			os.Exit(130)
+		}
 		fmt.Fprintf(os.Stderr, "\nec2net-demo: %v\n", err)
 		os.Exit(1)
 	}
@@ -47,9 +62,7 @@ var (
 	subnetB6 = netip.MustParsePrefix("2001:db8:0:2::/64")
 )
 
-func demo(bin string) error {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
+func demo(ctx context.Context, bin string) error {
 
 	step("Building a simulated VPC (instance, VPC router with source/destination check and fake IMDS, remote host)")
 	vpc, err := vpcsim.New(vpcsim.Options{Prefix: "ec2demo"})
@@ -96,12 +109,9 @@ func demo(bin string) error {
 	probeAll(ctx, vpc, all)
 
 	step("Fixing eth1 by hand, as the EC2 docs say (address + link up), without policy routing")
-	hand := []string{"ip addr add 100.64.2.10/24 dev eth1", "ip link set eth1 up"}
-	for _, c := range hand {
-		fmt.Printf("  # %s\n", c)
-		if out, err := vpc.Exec(vpc.Instance, strings.Fields(c)...); err != nil {
-			return fmt.Errorf("%s: %v: %s", c, err, out)
-		}
+	fmt.Println("  # ip addr add 100.64.2.10/24 dev eth1; ip link set eth1 up    (done through netlink)")
+	if err := handConfigure(vpc, "eth1", netip.MustParsePrefix("100.64.2.10/24"), true); err != nil {
+		return err
 	}
 	probeAll(ctx, vpc, second.IPv4[:1])
 	if drops, err := vpc.Drops(); err == nil {
@@ -113,10 +123,8 @@ func demo(bin string) error {
 		}
 		fmt.Printf("  its packets left through eth0 (main table), so the VPC router's source/destination check dropped them:\n%s", indent(strings.Join(lines, "\n")))
 	}
-	for _, c := range []string{"ip addr del 100.64.2.10/24 dev eth1", "ip link set eth1 down"} {
-		if out, err := vpc.Exec(vpc.Instance, strings.Fields(c)...); err != nil {
-			return fmt.Errorf("%s: %v: %s", c, err, out)
-		}
+	if err := handConfigure(vpc, "eth1", netip.MustParsePrefix("100.64.2.10/24"), false); err != nil {
+		return err
 	}
 	fmt.Println("  (hand configuration undone)")
 
@@ -126,13 +134,17 @@ func demo(bin string) error {
 	}
 	defer os.RemoveAll(stateDir)
 	ec2net := func(args ...string) (string, error) {
-		argv := append([]string{"netns", "exec", vpc.Instance, bin}, args...)
+		argv := append([]string{bin}, args...)
 		argv = append(argv, "--imds-endpoint", "http://169.254.169.254", "--state-dir", stateDir, "--config", "/dev/null")
-		out, err := exec.CommandContext(ctx, "ip", argv...).CombinedOutput()
+		cmd, err := vpc.CommandContext(ctx, vpc.Instance, argv...)
+		if err != nil {
+			return "", err
+		}
+		out, err := cmd.CombinedOutput()
 		return string(out), err
 	}
 
-	step("ip netns exec " + vpc.Instance + " ec2net apply")
+	step("ec2net apply (in the instance namespace " + vpc.Instance + ")")
 	out, err := ec2net("apply", "--wait", "10s")
 	fmt.Print(indent(out))
 	if err != nil {
@@ -168,46 +180,18 @@ func demo(bin string) error {
 		return fmt.Errorf("IMDS unreachable after cleanup: %v", err)
 	}
 	fmt.Println("  eth0 and IMDS still work after cleanup")
-	fmt.Println("\nDemo complete: every address of every ENI carried traffic after one `ec2net apply`.")
+
+	a, err := hotAttach(ctx, vpc, bin, stateDir, append(append([]netip.Addr{}, second.IPv4...), third.IPv4...))
+	if err != nil {
+		return err
+	}
+	defer a.stop()
+	if err := move(ctx, vpc, a, bin, stateDir); err != nil {
+		return err
+	}
+	fmt.Println("\nDemo complete: one `ec2net apply` configured every ENI; the daemon configured a hot-attached ENI")
+	fmt.Println("without anyone running apply, and followed it when it moved to another instance.")
 	return nil
-}
-
-func probeAll(ctx context.Context, vpc *vpcsim.VPC, all []netip.Addr) (failed int) {
-	for _, a := range all {
-		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		out, err := vpc.ProbeTCP(pctx, a)
-		cancel()
-		in := "ok"
-		pctx, cancel = context.WithTimeout(ctx, 2*time.Second)
-		if _, ierr := vpc.ProbeInbound(pctx, a); ierr != nil {
-			in = "FAIL"
-			failed++
-		}
-		cancel()
-		switch {
-		case err != nil:
-			fmt.Printf("  %-18s out: FAIL (%s)   in: %s\n", a, reason(err), in)
-			failed++
-		default:
-			fmt.Printf("  %-18s out: ok (remote saw %s)   in: %s\n", a, out.SeenSource, in)
-		}
-	}
-	return failed
-}
-
-// reason shortens a probe error for the demo's table.
-func reason(err error) string {
-	msg := err.Error()
-	switch {
-	case strings.Contains(msg, "assign requested address"), strings.Contains(msg, "not assigned"):
-		return "address not configured"
-	case strings.Contains(msg, "timeout"), strings.Contains(msg, "deadline"):
-		return "no answer: dropped"
-	}
-	if i := strings.LastIndex(msg, ": "); i >= 0 {
-		msg = msg[i+2:]
-	}
-	return msg
 }
 
 func step(s string) { fmt.Printf("\n== %s\n", s) }
