@@ -158,6 +158,12 @@ var scopes = map[string]Scope{
 	"log-level":              ForRun | ForApply | ForStatus | ForCleanup,
 }
 
+// IsKey reports whether name is a configuration key.
+func IsKey(name string) bool { _, ok := scopes[name]; return ok }
+
+// InScope reports whether a key is one of scope's own.
+func InScope(name string, s Scope) bool { return scopes[name]&s != 0 }
+
 // KeysFor lists the keys a command takes as flags, in file order.
 func KeysFor(s Scope) []string {
 	var out []string

@@ -62,9 +62,6 @@ func TestHelpPerCommandOnStdoutWithOnlyItsFlags(t *testing.T) {
 			}
 		}
 	}
-	if _, errOut, code := runCLI("cleanup", "--mtu", "1500"); code != 1 || !strings.Contains(errOut, "mtu") {
-		t.Errorf("cleanup --mtu: exit %d, stderr %q", code, errOut)
-	}
 }
 
 func TestDefaultsPrintsEveryKeyCommented(t *testing.T) {

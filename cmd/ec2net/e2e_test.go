@@ -109,10 +109,7 @@ func (b *bed) ec2netVia(wrapper []string, args ...string) (string, int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	argv := append(append(append([]string{"netns", "exec", b.vpc.Instance}, wrapper...), ec2netBin), args...)
-	if args[0] != "cleanup" {
-		argv = append(argv, "--imds-endpoint", "http://169.254.169.254")
-	}
-	argv = append(argv, "--state-dir", b.stateDir, "--config", "/dev/null")
+	argv = append(argv, "--imds-endpoint", "http://169.254.169.254", "--state-dir", b.stateDir, "--config", "/dev/null")
 	cmd := exec.CommandContext(ctx, "ip", argv...)
 	out, err := cmd.CombinedOutput()
 	code := 0

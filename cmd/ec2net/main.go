@@ -135,7 +135,9 @@ func (c command) invoke(args []string, stdout, stderr io.Writer) int {
 	var keys *config.Flags
 	if c.scope != 0 {
 		cfgPath = fs.String("config", config.DefaultPath, "configuration file")
-		keys = config.RegisterFlags(fs, c.scope)
+		// Every key is accepted (the configuration is shared: scripts pass
+		// the same flags to every command); help lists the command's own.
+		keys = config.RegisterFlags(fs, config.ForRun|config.ForApply|config.ForStatus|config.ForCleanup)
 	}
 	cl := &call{stdout: stdout, stderr: stderr}
 	if c.flags != nil {
@@ -184,15 +186,22 @@ func (c command) help(w io.Writer, fs *flag.FlagSet) {
 		fmt.Fprintf(w, " %s", c.args)
 	}
 	fmt.Fprintf(w, "\n\n%s%s.\n", strings.ToUpper(c.summary[:1]), c.summary[1:])
+	own := func(f *flag.Flag) bool {
+		return f.Name == "config" || !config.IsKey(f.Name) || config.InScope(f.Name, c.scope)
+	}
 	if n := countFlags(fs); n > 0 {
 		fmt.Fprintln(w, "\nFlags:")
 		fs.VisitAll(func(f *flag.Flag) {
+			if !own(f) {
+				return
+			}
 			def := ""
 			if f.DefValue != "" && f.DefValue != "false" {
 				def = fmt.Sprintf(" (default %s)", f.DefValue)
 			}
 			fmt.Fprintf(w, "  --%s\n        %s%s\n", f.Name, f.Usage, def)
 		})
+		fmt.Fprintln(w, "\nThe other configuration keys are accepted as flags too, and ignored.")
 	}
 	fmt.Fprintf(w, "\nExit status: %s.\n", c.exits)
 }
