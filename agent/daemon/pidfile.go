@@ -77,8 +77,10 @@ func tryLockPIDFile(stateDir string) (*pidLock, error) {
 		}
 		return nil, fmt.Errorf("pid file lock: %w", err)
 	}
+	// The pid is for people and `ec2net status`; the lock is what counts,
+	// so a failure to write it is not fatal.
 	if err := f.Truncate(0); err == nil {
-		_, err = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
 	return &pidLock{f: f}, nil
 }

@@ -124,7 +124,7 @@ func move(ctx context.Context, vpc *vpcsim.VPC, da *daemon, bin, dir string) err
 		fmt.Println(da.logs.String())
 	}
 	if !passes(ctx, b, netip.MustParseAddr("100.64.1.30")) {
-		return fmt.Errorf("B's own eth0 stopped working")
+		return fmt.Errorf("instance B's own eth0 stopped working")
 	}
 	fmt.Println("  B's own eth0 still carries traffic")
 	return nil

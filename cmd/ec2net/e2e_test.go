@@ -214,14 +214,14 @@ func TestApplyWarmAttachEveryAddressCarriesTraffic(t *testing.T) {
 			eth0Before := b.ip("-4", "addr", "show", "dev", "eth0")
 			defaultBefore := b.ip("route", "show", "default")
 
-			out, code := b.ec2net("apply", "--wait", "10s")
+			_, code := b.ec2net("apply", "--wait", "10s")
 			if code != 0 {
 				t.Fatalf("apply exit %d", code)
 			}
 			b.assertTraffic(b.allAddrs())
 
 			// A second apply makes zero changes.
-			out, code = b.ec2net("apply")
+			out, code := b.ec2net("apply")
 			m := changesLine.FindStringSubmatch(out)
 			if code != 0 || m == nil || m[1] != "0" || m[2] != "0" {
 				t.Fatalf("second apply: exit %d, want 0 changes and 0 writes: %q", code, out)
