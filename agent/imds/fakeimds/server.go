@@ -85,13 +85,13 @@ func newServer(root *node) *Server {
 		}
 	}
 	return &Server{
-		Now:     time.Now,
-		root:    root,
+		Now:      time.Now,
+		root:     root,
 		tokens:   map[string]time.Time{},
 		rejected: map[string]int{},
-		windows: map[string]window{},
-		counts:  map[string]int{},
-		closing: make(chan struct{}),
+		windows:  map[string]window{},
+		counts:   map[string]int{},
+		closing:  make(chan struct{}),
 	}
 }
 
