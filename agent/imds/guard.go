@@ -154,12 +154,16 @@ func ownedItems(e *ENI) []netip.Prefix {
 // made Invalid: a rule for the primary's address through a secondary ENI
 // would send the primary's traffic (IMDS included) where the
 // source/destination check drops it. Between two secondaries both are,
-// since nothing says which one is right. What every ENI listed counts as
-// evidence, whatever its state (an Unknown ENI's addresses were read
-// before its failure), but only Complete and Pending ENIs change state.
+// since nothing says which one is right. What an Unknown ENI listed
+// counts as evidence too (its addresses were read before its failure),
+// though it keeps its state; an Invalid ENI's lists do not count (they
+// failed validation: one bogus ENI must not take others down).
 func markSharedAddresses(enis []ENI) {
 	var all []claim
 	for i := range enis {
+		if enis[i].State == Invalid {
+			continue
+		}
 		for _, p := range ownedItems(&enis[i]) {
 			all = append(all, claim{p: p.Masked(), eni: i})
 		}
