@@ -116,3 +116,52 @@ func BenchmarkColdSnapshot15x100(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkSettleAfterPropagation measures how long after IMDS completes
+// a hot-attached ENI (its propagation window of 300 ms ends) Settle
+// returns it Complete, at the default 200 ms poll interval, and the
+// requests that cost. The anchor is amazon-ec2-net-utils' 100 ms poll.
+func BenchmarkSettleAfterPropagation(b *testing.B) {
+	s := instance(1)
+	ep, err := s.Start("127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	c, err := New(Options{Endpoint: ep})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	const window = 300 * time.Millisecond
+	var lag, worst time.Duration
+	var reqs int64
+	i := 0
+	for b.Loop() {
+		i++
+		e := secondary(1 + i%50)
+		e.DeviceNumber = 2 + i%50
+		s.SetPropagation(window)
+		s.AttachENI(e)
+		complete := time.Now().Add(window)
+		s.SetPropagation(0)
+		before := c.Stats().Requests
+		snap, err := c.Snapshot(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		snap = c.Settle(ctx, snap, nil, 10*time.Second)
+		d := time.Since(complete)
+		if st := snap.ENI(e.MAC); st == nil || st.State != Complete {
+			b.Fatalf("not settled: %+v", st)
+		}
+		reqs += c.Stats().Requests - before
+		lag += d
+		worst = max(worst, d)
+		s.DetachENI(e.MAC)
+		c.Forget(e.MAC)
+	}
+	b.ReportMetric(float64(lag.Milliseconds())/float64(b.N), "ms-after-complete/op")
+	b.ReportMetric(float64(worst.Milliseconds()), "ms-after-complete-max")
+	b.ReportMetric(float64(reqs)/float64(b.N), "requests/op")
+}

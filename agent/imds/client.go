@@ -71,6 +71,9 @@ type Options struct {
 	// `plan` and `apply` answer within 3 s off EC2; a daemon may pass
 	// more. Negative: no such bound.
 	FirstContact time.Duration
+	// PollInterval is how often Settle peeks at the key a pending ENI
+	// waits on. Default DefaultPollInterval (200 ms).
+	PollInterval time.Duration
 }
 
 // Client reads IMDS into Snapshots. It is safe for concurrent use. A pass
@@ -115,47 +118,18 @@ func New(o Options) (*Client, error) {
 	if o.FirstContact == 0 {
 		o.FirstContact = DefaultFirstContact
 	}
+	if o.PollInterval <= 0 {
+		o.PollInterval = DefaultPollInterval
+	}
 	o.Backoff = o.Backoff.withDefaults()
 
-	mode := sdkimds.EndpointModeStateIPv4
-	endpoint := o.Endpoint
-	switch o.EndpointMode {
-	case "", "ipv4":
-		o.EndpointMode = "ipv4"
-	case "ipv6":
-		mode = sdkimds.EndpointModeStateIPv6
-	default:
-		return nil, fmt.Errorf("imds: endpoint mode %q: must be ipv4 or ipv6", o.EndpointMode)
+	mode, endpoint, err := resolveEndpoint(&o)
+	if err != nil {
+		return nil, err
 	}
-	if endpoint == "" {
-		endpoint = os.Getenv(EnvEndpoint)
-	}
-	if endpoint == "" {
-		endpoint = defaultIPv4Endpoint
-		if mode == sdkimds.EndpointModeStateIPv6 {
-			endpoint = defaultIPv6Endpoint
-		}
-	}
-	u, err := url.Parse(endpoint)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("imds: endpoint %q: must be an http:// or https:// URL", endpoint)
-	}
-
 	inner := o.HTTPClient
 	if inner == nil {
-		inner = &http.Client{Transport: &http.Transport{
-			// IMDS is link-local: a proxy from the environment must never
-			// see the request (nor the token).
-			Proxy:       nil,
-			DialContext: (&net.Dialer{Timeout: o.RequestTimeout, KeepAlive: 30 * time.Second}).DialContext,
-			// Every reader of a pass plus the token PUT keeps its
-			// connection: a pass opens at most this many, once.
-			MaxIdleConns:          o.Concurrency + 1,
-			MaxIdleConnsPerHost:   o.Concurrency + 1,
-			IdleConnTimeout:       90 * time.Second,
-			ResponseHeaderTimeout: o.RequestTimeout,
-			DisableCompression:    true,
-		}}
+		inner = defaultHTTPClient(o)
 	}
 	// Never follow a redirect: the token header would go with it.
 	noRedirect := *inner
@@ -185,6 +159,53 @@ func New(o Options) (*Client, error) {
 		},
 	})
 	return c, nil
+}
+
+// resolveEndpoint picks the endpoint: Options.Endpoint, else the
+// environment, else the default of the endpoint mode.
+func resolveEndpoint(o *Options) (sdkimds.EndpointModeState, string, error) {
+	mode := sdkimds.EndpointModeStateIPv4
+	endpoint := o.Endpoint
+	switch o.EndpointMode {
+	case "", "ipv4":
+		o.EndpointMode = "ipv4"
+	case "ipv6":
+		mode = sdkimds.EndpointModeStateIPv6
+	default:
+		return mode, "", fmt.Errorf("imds: endpoint mode %q: must be ipv4 or ipv6", o.EndpointMode)
+	}
+	if endpoint == "" {
+		endpoint = os.Getenv(EnvEndpoint)
+	}
+	if endpoint == "" {
+		endpoint = defaultIPv4Endpoint
+		if mode == sdkimds.EndpointModeStateIPv6 {
+			endpoint = defaultIPv6Endpoint
+		}
+	}
+	u, err := url.Parse(endpoint)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return mode, "", fmt.Errorf("imds: endpoint %q: must be an http:// or https:// URL", endpoint)
+	}
+	return mode, endpoint, nil
+}
+
+// defaultHTTPClient is the transport for IMDS: no proxy, short timeouts,
+// a keep-alive pool as large as a pass needs.
+func defaultHTTPClient(o Options) *http.Client {
+	return &http.Client{Transport: &http.Transport{
+		// IMDS is link-local: a proxy from the environment must never
+		// see the request (nor the token).
+		Proxy:       nil,
+		DialContext: (&net.Dialer{Timeout: o.RequestTimeout, KeepAlive: 30 * time.Second}).DialContext,
+		// Every reader of a pass plus the token PUT keeps its
+		// connection: a pass opens about this many, once.
+		MaxIdleConns:          o.Concurrency + 1,
+		MaxIdleConnsPerHost:   o.Concurrency + 1,
+		IdleConnTimeout:       90 * time.Second,
+		ResponseHeaderTimeout: o.RequestTimeout,
+		DisableCompression:    true,
+	}}
 }
 
 // Endpoint returns the endpoint the client talks to.

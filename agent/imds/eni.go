@@ -15,16 +15,30 @@ func (p *pass) readENI(mac string, primary bool, cached *fixedKeys) eniResult {
 		fk = r.readFixed()
 	}
 	if fk != nil {
-		e.InterfaceID = fk.interfaceID
-		e.DeviceNumber = fk.deviceNumber
-		e.NetworkCard = fk.networkCard
-		e.HasNetworkCard = fk.hasNetworkCard
-		e.SubnetIPv4 = fk.subnet4
-		e.SubnetIPv6 = fk.subnet6
-		e.VPCIPv4 = fk.vpc4
-		e.VPCIPv6 = fk.vpc6
+		r.fill(fk)
 	}
+	r.readChanging()
+	if cached == nil || p.full {
+		r.readStatus("security-group-ids", func(b string) (err error) {
+			e.SecurityGroups, err = parseIDList(b, "sg")
+			return err
+		})
+		r.readStatus("public-ipv4s", func(b string) (err error) {
+			e.PublicIPv4, err = parseAddrList(b, ipv4)
+			return err
+		})
+		e.StatusRead = true
+	}
+	if e.State == Unknown || e.State == Invalid {
+		fk = nil
+	}
+	return eniResult{eni: e, fixed: fk, cached: cached != nil}
+}
 
+// readChanging reads the four keys that change while an ENI is attached
+// (the only ones a quiet refresh reads).
+func (r *eniReader) readChanging() {
+	e := r.e
 	e.IPv4, e.IPv6 = []netip.Addr{}, []netip.Addr{}
 	e.IPv4Prefixes, e.IPv6Prefixes = []netip.Prefix{}, []netip.Prefix{}
 	r.read("local-ipv4s", false, func(b string) error {
@@ -57,22 +71,6 @@ func (p *pass) readENI(mac string, primary bool, cached *fixedKeys) eniResult {
 		e.IPv6Prefixes, err = parsePrefixList(b, ipv6)
 		return err
 	})
-
-	if cached == nil || p.full {
-		r.readStatus("security-group-ids", func(b string) (err error) {
-			e.SecurityGroups, err = parseIDList(b, "sg")
-			return err
-		})
-		r.readStatus("public-ipv4s", func(b string) (err error) {
-			e.PublicIPv4, err = parseAddrList(b, ipv4)
-			return err
-		})
-		e.StatusRead = true
-	}
-	if e.State == Unknown || e.State == Invalid {
-		fk = nil
-	}
-	return eniResult{eni: e, fixed: fk, cached: cached != nil}
 }
 
 // eniReader reads the keys of one ENI and folds their outcomes into its

@@ -80,15 +80,16 @@ func (c *Client) getN(ctx context.Context, path string, attempts int, parse func
 	defer done()
 	bo := NewBackoff(c.opts.Backoff)
 	res := readResult{out: outUnknown, unreachable: true, reason: path + ": not read"}
-	free401 := true // one token-rejection retry is free and immediate: token expiry is routine
-	free403 := true // a 403 may be about the token: one retry with a fresh one before "disabled"
+	// One token rejection (401, 400, 431) retry is free and immediate:
+	// token expiry is routine. A 403 may be about the token too: one
+	// retry with a fresh one before concluding that IMDS is disabled.
+	free := map[int]bool{http.StatusUnauthorized: true, http.StatusForbidden: true}
 	wait := false
 	for attempt := 1; attempt <= attempts; attempt++ {
 		if wait && !sleepCtx(ctx, bo.Next()) || ctx.Err() != nil {
 			res.out, res.reason = outUnknown, c.ctxReason(ctx, parent, path)
 			return res
 		}
-		wait = true
 		rec := &attemptRecord{}
 		actx, cancel := context.WithTimeout(context.WithValue(ctx, recordKey{}, rec), c.opts.RequestTimeout)
 		start := time.Now()
@@ -97,62 +98,79 @@ func (c *Client) getN(ctx context.Context, path string, attempts int, parse func
 		if rec.gotResponse.Load() {
 			res.unreachable = false
 		}
-		putStatus := int(rec.putStatus.Load())
-		tokenFailed := putStatus != 0 && putStatus != http.StatusOK
-		status := statusOf(err, rec)
-		refused, _ := rec.tokenRefused.Load().(string)
-		switch {
-		case err == nil && rec.bodyTooBig.Load():
-			c.stats.garbage.Add(1)
-			c.debug(path, attempt, start, "body too large")
-			// Deterministic: retrying would only cost requests.
-			return readResult{out: outInvalid, reason: fmt.Sprintf("%s: body over %d bytes", path, MaxBodyBytes)}
-		case err == nil:
-			perr := parse(body)
-			if perr == nil {
-				c.debug(path, attempt, start, "ok")
-				return readResult{out: outValue}
-			}
-			c.stats.garbage.Add(1)
-			if errors.Is(perr, errEmpty) {
-				res.out, res.reason = outUnknown, path+": empty answer"
-			} else {
-				res.out, res.reason = outInvalid, path+": "+perr.Error()
-			}
-		case tokenFailed && putStatus == http.StatusForbidden:
-			c.debug(path, attempt, start, "token PUT 403")
-			return readResult{out: outDisabled, reason: path + ": token PUT answered 403 (IMDS disabled)"}
-		case refused != "":
-			// Never cached; the next attempt PUTs again.
-			res.out, res.reason = outUnknown, path+": "+refused
-		case tokenFailed:
-			res.out, res.reason = outUnknown, fmt.Sprintf("%s: token PUT answered %d", path, putStatus)
-		case status == http.StatusNotFound:
-			c.debug(path, attempt, start, "404")
-			return readResult{out: outAbsent}
-		case status == http.StatusForbidden && !free403:
-			c.debug(path, attempt, start, "403")
-			return readResult{out: outDisabled, reason: path + ": 403 with two different tokens (IMDS disabled)"}
-		case status == http.StatusForbidden, tokenRejected(status):
-			// The wrapper made the SDK drop its token; the next attempt
-			// PUTs a new one.
-			res.out, res.reason = outUnknown, fmt.Sprintf("%s: %d (token rejected)", path, status)
-			if status == http.StatusForbidden {
-				free403, wait = false, false
-				attempt--
-			} else if free401 {
-				free401, wait = false, false
-				attempt--
-			}
-		default:
-			if status == http.StatusOK {
-				status = 0 // the body broke off after a 200: the error says how
-			}
-			res.out, res.reason = outUnknown, path+": "+describe(err, status)
+		r, next := c.judge(path, body, err, rec, parse, free)
+		c.debug(path, attempt, start, r.reason)
+		switch next {
+		case stepDone:
+			return r
+		case stepNow:
+			attempt--
 		}
-		c.debug(path, attempt, start, res.reason)
+		res.out, res.reason, wait = r.out, r.reason, next == stepLater
 	}
 	return res
+}
+
+// step is what getN does after an attempt.
+type step int
+
+const (
+	stepLater step = iota // retry after a backoff delay
+	stepNow               // retry at once (a fresh token), not counted as an attempt
+	stepDone              // the read is over
+)
+
+// judge classifies one attempt. free holds the statuses whose one
+// immediate retry is still unused (see getN).
+func (c *Client) judge(path, body string, err error, rec *attemptRecord, parse func(string) error, free map[int]bool) (readResult, step) {
+	putStatus := int(rec.putStatus.Load())
+	tokenFailed := putStatus != 0 && putStatus != http.StatusOK
+	status := statusOf(err, rec)
+	refused, _ := rec.tokenRefused.Load().(string)
+	switch {
+	case err == nil && rec.bodyTooBig.Load():
+		c.stats.garbage.Add(1)
+		// Deterministic: retrying would only cost requests.
+		return readResult{out: outInvalid, reason: fmt.Sprintf("%s: body over %d bytes", path, MaxBodyBytes)}, stepDone
+	case err == nil:
+		perr := parse(body)
+		if perr == nil {
+			return readResult{out: outValue, reason: "ok"}, stepDone
+		}
+		c.stats.garbage.Add(1)
+		if errors.Is(perr, errEmpty) {
+			return readResult{out: outUnknown, reason: path + ": empty answer"}, stepLater
+		}
+		return readResult{out: outInvalid, reason: path + ": " + perr.Error()}, stepLater
+	case tokenFailed && putStatus == http.StatusForbidden:
+		return readResult{out: outDisabled, reason: path + ": token PUT answered 403 (IMDS disabled)"}, stepDone
+	case refused != "":
+		// Never cached; the next attempt PUTs again.
+		return readResult{out: outUnknown, reason: path + ": " + refused}, stepLater
+	case tokenFailed:
+		return readResult{out: outUnknown, reason: fmt.Sprintf("%s: token PUT answered %d", path, putStatus)}, stepLater
+	case status == http.StatusNotFound:
+		return readResult{out: outAbsent, reason: "404"}, stepDone
+	case status == http.StatusForbidden && !free[status]:
+		return readResult{out: outDisabled, reason: path + ": 403 with two different tokens (IMDS disabled)"}, stepDone
+	case status == http.StatusForbidden, tokenRejected(status):
+		// The wrapper made the SDK drop its token; the next attempt
+		// PUTs a new one.
+		r := readResult{out: outUnknown, reason: fmt.Sprintf("%s: %d (token rejected)", path, status)}
+		key := status
+		if key != http.StatusForbidden {
+			key = http.StatusUnauthorized
+		}
+		if free[key] {
+			free[key] = false
+			return r, stepNow
+		}
+		return r, stepLater
+	}
+	if status == http.StatusOK {
+		status = 0 // the body broke off after a 200: the error says how
+	}
+	return readResult{out: outUnknown, reason: path + ": " + describe(err, status)}, stepLater
 }
 
 // tokenRejected: GET statuses that mean "this token is no good": 401

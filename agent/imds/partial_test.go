@@ -212,3 +212,35 @@ func TestPeek(t *testing.T) {
 		t.Fatalf("peek on a 500: %v %v", changed, err)
 	}
 }
+
+// Settle peeks at the waited-on key and re-reads the ENI once it changes;
+// ENIs that want leaves out cost nothing.
+func TestSettle(t *testing.T) {
+	s := p5Like() // EFA-only ENIs: Pending, NoAddresses
+	o := fastOptions(startFake(t, s))
+	o.PollInterval = 10 * time.Millisecond
+	c := newClient(t, o)
+	mustSnapshot(t, c)
+	s.SetPropagation(150*time.Millisecond, "subnet-ipv4-cidr-block")
+	lagging := secondary(1)
+	lagging.NetworkCard = card(0)
+	s.AttachENI(lagging)
+	snap := mustSnapshot(t, c)
+	wantState(t, mustENI(t, snap, secondaryMAC(1)), Pending, "device-number 0")
+	withLink := func(e *ENI) bool { return !e.NoAddresses } // the EFA-only ENIs have no link
+	s.ResetCounters()
+	snap = c.Settle(ctxT(t), snap, withLink, 20*time.Second)
+	wantState(t, mustENI(t, snap, secondaryMAC(1)), Complete, "")
+	wantState(t, mustENI(t, snap, p5MAC('e', 16)), Pending, "EFA-only")
+	for path := range s.RequestCounts() {
+		if strings.Contains(path, p5MAC('e', 16)) {
+			t.Fatalf("Settle read %s of an ENI it was told not to wait for", path)
+		}
+	}
+	// Nothing left to wait for: no request at all.
+	s.ResetCounters()
+	c.Settle(ctxT(t), snap, withLink, 20*time.Second)
+	if n := s.TotalRequests(); n != 0 {
+		t.Fatalf("%d requests with nothing to wait for: %v", n, s.RequestCounts())
+	}
+}
