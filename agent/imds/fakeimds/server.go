@@ -5,7 +5,10 @@
 // absent keys, newline-separated multi-valued keys. On top of that it can
 // attach and detach ENIs at runtime, delay their propagation (device-number
 // reads 0, some keys 404 for a while), inject faults (error codes, hangs,
-// garbage, truncated bodies, connection resets) and count requests.
+// garbage, truncated and trickled bodies, connection resets), refuse
+// issued tokens with a chosen status (RejectTokens) or issue absurdly large
+// ones (SetTokenSize), and count requests and connections. BlackHole
+// gives an endpoint that never answers at all.
 //
 // Every method is safe for concurrent use while the server is serving.
 package fakeimds
