@@ -25,7 +25,26 @@ const (
 	maxListingEntries = 1000
 	// maxReasonInput is how much of a raw value a reason quotes.
 	maxReasonInput = 64
+
+	// MaxNetworkCard is the largest network-card accepted. ENI (card,
+	// device) gets route table 10000+100*card+device, and its rules take
+	// priorities from the same number; with device up to 99, card 226
+	// gives 32699, the last below the main table's rule at priority 32766
+	// (card 227 would reach 32799). EC2 sells at most 32 cards today
+	// (p5.48xlarge); anything beyond 226 is refused, not wrapped.
+	MaxNetworkCard = 226
+	// MaxDeviceNumber is the largest device-number accepted (100 slots
+	// per card in the table formula above).
+	MaxDeviceNumber = 99
+	// MaxTokenBytes is the largest IMDSv2 session token accepted. Real
+	// ones are 56 characters; a bigger answer is corruption, and caching
+	// it would make every request fail for the token's whole TTL (IMDS
+	// answers 431 to a huge header).
+	MaxTokenBytes = 512
 )
+
+// tableFormula is quoted by reasons that refuse a card or device.
+const tableFormula = "route table 10000+100*card+device must stay below the main table's rule priority 32766"
 
 // errEmpty marks a 200 answer with nothing in it. IMDS never serves an
 // empty value (absent keys are 404), so an empty body is a dropped or
@@ -148,8 +167,9 @@ func parseMACListing(body string) (MACListing, error) {
 }
 
 // parseSmallUint parses a canonical decimal number 0..max: digits only, no
-// sign, no leading zero, surrounding whitespace allowed.
-func parseSmallUint(body string, max int, what string) (int, error) {
+// sign, no leading zero, surrounding whitespace allowed. why, if not
+// empty, explains the limit in the out-of-range error.
+func parseSmallUint(body string, max int, what, why string) (int, error) {
 	s := strings.TrimSpace(body)
 	if s == "" {
 		return 0, errEmpty
@@ -157,8 +177,11 @@ func parseSmallUint(body string, max int, what string) (int, error) {
 	if len(s) > 1 && s[0] == '0' {
 		return 0, fmt.Errorf("%s %s has a leading zero", what, quote(s))
 	}
+	if why != "" {
+		why = " (" + why + ")"
+	}
 	if len(s) > 3 {
-		return 0, fmt.Errorf("%s %s out of range 0-%d", what, quote(s), max)
+		return 0, fmt.Errorf("%s %s out of range 0-%d%s", what, quote(s), max, why)
 	}
 	n := 0
 	for i := 0; i < len(s); i++ {
@@ -169,20 +192,39 @@ func parseSmallUint(body string, max int, what string) (int, error) {
 		n = n*10 + int(c-'0')
 	}
 	if n > max {
-		return 0, fmt.Errorf("%s %d out of range 0-%d", what, n, max)
+		return 0, fmt.Errorf("%s %d out of range 0-%d%s", what, n, max, why)
 	}
 	return n, nil
 }
 
-// parseDeviceNumber parses device-number: 0..99 (EC2's DeviceIndex; the
-// table formula 10000+100*card+device leaves 100 slots per card).
+// parseDeviceNumber parses device-number: 0..MaxDeviceNumber (EC2's
+// DeviceIndex; the table formula leaves 100 slots per card).
 func parseDeviceNumber(body string) (int, error) {
-	return parseSmallUint(body, 99, "device-number")
+	return parseSmallUint(body, MaxDeviceNumber, "device-number", tableFormula)
 }
 
-// parseNetworkCard parses network-card: 0..15.
+// parseNetworkCard parses network-card: 0..MaxNetworkCard.
 func parseNetworkCard(body string) (int, error) {
-	return parseSmallUint(body, 15, "network-card")
+	return parseSmallUint(body, MaxNetworkCard, "network-card", tableFormula)
+}
+
+// checkToken validates the body of a token PUT before the SDK may cache
+// it: 1..MaxTokenBytes bytes, all printable ASCII without spaces (a real
+// token is base64). Anything else would be sent back in a header on
+// every request for the token's whole TTL.
+func checkToken(b []byte) error {
+	if len(b) == 0 {
+		return errors.New("empty token")
+	}
+	if len(b) > MaxTokenBytes {
+		return fmt.Errorf("token of more than %d bytes", MaxTokenBytes)
+	}
+	for i, c := range b {
+		if c <= ' ' || c >= 0x7f {
+			return fmt.Errorf("token byte %d is %#x, not printable ASCII", i, c)
+		}
+	}
+	return nil
 }
 
 // parseResourceID parses one "<prefix>-<hex>" id such as eni-0f3cddb84c16e1123

@@ -34,7 +34,7 @@ var (
 		"100.64.2.32/28\n100.64.2.48/28", "2001:db8:0:1:1::/80", "100.64.2.33/28",
 		"100.64.0.0/33", "2001:db8::/129", "100.64.0.0", "::ffff:100.64.0.0/112", "", "100.64.0.0/16\n100.64.0.0/16",
 	}
-	numberSeeds = []string{"0", "1", "15", "16", "99", "100", "007", "-1", "+1", "0x1", " 3\n", "", "1e2", "٣", "999999999999999999999"}
+	numberSeeds = []string{"0", "1", "15", "16", "31", "99", "100", "226", "227", "999", "007", "-1", "+1", "0x1", " 3\n", "", "1e2", "٣", "999999999999999999999"}
 	idSeeds     = []string{"eni-e44ef49e", "eni-0f3cddb84c16e1123", "eni-", "ENI-0a", "eni-0A", "eni-0g", "sg-5a61d333", "", " eni-01 \n"}
 )
 
@@ -86,11 +86,21 @@ func TestParseNumbers(t *testing.T) {
 	if _, err := parseDeviceNumber(" "); !errors.Is(err, errEmpty) {
 		t.Errorf("empty device-number: %v", err)
 	}
-	if n, err := parseNetworkCard("15"); err != nil || n != 15 {
-		t.Errorf("network-card 15: %d %v", n, err)
+	// p5.48xlarge has cards 0-31; the bound is the table formula's.
+	for _, card := range []int{15, 16, 31, MaxNetworkCard} {
+		if n, err := parseNetworkCard(strconv.Itoa(card)); err != nil || n != card {
+			t.Errorf("network-card %d: %d %v", card, n, err)
+		}
 	}
-	if _, err := parseNetworkCard("16"); err == nil {
-		t.Error("network-card 16 accepted")
+	for _, bad := range []string{strconv.Itoa(MaxNetworkCard + 1), "999", "1000"} {
+		_, err := parseNetworkCard(bad)
+		if err == nil || !strings.Contains(err.Error(), "10000+100*card+device") || strings.Contains(err.Error(), "\n") {
+			t.Errorf("network-card %s: %v, want a one-line refusal naming the formula", bad, err)
+		}
+	}
+	// The largest card's last table stays below the main table's rule.
+	if top := 10000 + 100*MaxNetworkCard + MaxDeviceNumber; top >= 32766 || 10000+100*(MaxNetworkCard+1)+MaxDeviceNumber < 32766 {
+		t.Errorf("MaxNetworkCard %d is not the largest card below 32766 (top table %d)", MaxNetworkCard, top)
 	}
 }
 
@@ -408,7 +418,7 @@ func fuzzNumber(f *testing.F, parse func(string) (int, error), max int) {
 
 func FuzzParseDeviceNumber(f *testing.F) { fuzzNumber(f, parseDeviceNumber, 99) }
 
-func FuzzParseNetworkCard(f *testing.F) { fuzzNumber(f, parseNetworkCard, 15) }
+func FuzzParseNetworkCard(f *testing.F) { fuzzNumber(f, parseNetworkCard, MaxNetworkCard) }
 
 func FuzzParseInterfaceID(f *testing.F) {
 	for _, s := range idSeeds {

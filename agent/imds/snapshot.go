@@ -18,7 +18,9 @@ const (
 	Complete ENIState = iota
 	// Pending: IMDS has not finished propagating this ENI (device-number
 	// reads 0 for a non-primary ENI on card 0, or a subnet CIDR is missing
-	// for a family the ENI has addresses in). Re-read later; never guess ids.
+	// for a family the ENI has addresses in), or the ENI lists no address
+	// at all (NoAddresses: EFA-only, or lag). Re-read later (WaitKey and
+	// Peek make that cheap); never guess ids.
 	Pending
 	// Invalid: IMDS answered, but with something that does not validate
 	// (a bad MAC, an address outside its subnet, an absurd size). Reason
@@ -80,6 +82,52 @@ type ENI struct {
 
 	State  ENIState
 	Reason string // one line, set when State is not Complete
+
+	// NoAddresses is set on a Pending ENI whose every key was read and
+	// validated, whose device-number and network-card are settled, and
+	// which lists no address and no prefix in either family (local-ipv4s,
+	// ipv6s, ipv4-prefix and ipv6-prefix all 404). That is what IMDS shows
+	// for an EFA-only interface (p4d/p5/trn: interface-id, device-number,
+	// network-card and a subnet, nothing else), and also for an ENA ENI
+	// whose addresses have not propagated yet. IMDS cannot tell the two
+	// apart; the kernel can: no link with this MAC means a settled
+	// EFA-only interface (nothing to configure, nothing to wait for), a
+	// link means propagation lag. State stays Pending either way.
+	NoAddresses bool
+
+	// WaitKey, on a Pending ENI, names the one key of the ENI's directory
+	// (network/interfaces/macs/<mac>/<WaitKey>) that must change before
+	// the ENI can become Complete: "device-number", "network-card",
+	// "interface-id", "subnet-ipv4-cidr-block", "subnet-ipv6-cidr-blocks",
+	// "local-ipv4s" or "ipv6s". It is "" when no single key says it (two
+	// ENIs claim one (card, device), the MAC directory itself is missing),
+	// and on every ENI that is not Pending. WaitAbsent says the key
+	// answered 404; otherwise WaitValue is the value seen, one item per
+	// line, trimmed. Peek reads just that key and compares.
+	WaitKey    string
+	WaitValue  string
+	WaitAbsent bool
+
+	// read is the ENI's state from its own reads, before the checks that
+	// look at the whole instance (network-card presence, duplicate
+	// devices, shared addresses), so that ReadENIs can run those checks
+	// again when it merges this ENI into a new snapshot.
+	read readVerdict
+}
+
+// readVerdict is what an ENI's own reads concluded.
+type readVerdict struct {
+	set        bool
+	state      ENIState
+	reason     string
+	waitKey    string
+	waitValue  string
+	waitAbsent bool
+}
+
+// wait records the key a Pending ENI waits on.
+func (e *ENI) wait(key, value string, absent bool) {
+	e.WaitKey, e.WaitValue, e.WaitAbsent = key, value, absent
 }
 
 // Snapshot is one consistent read of the instance's network interfaces.

@@ -36,6 +36,8 @@ func TestFaultStatusCodes(t *testing.T) {
 		Fault429: http.StatusTooManyRequests,
 		Fault403: http.StatusForbidden,
 		Fault404: http.StatusNotFound,
+		Fault400: http.StatusBadRequest,
+		Fault431: http.StatusRequestHeaderFieldsTooLarge,
 	} {
 		t.Run(kind.String(), func(t *testing.T) {
 			s, c := instance(t)

@@ -24,6 +24,9 @@ const (
 	FaultTruncated                  // Content-Length larger than the body, then close
 	FaultReset                      // close the connection with a TCP RST, no response
 	Fault404                        // 404 even though the key exists
+	Fault400                        // 400 Bad Request
+	Fault431                        // 431 Request Header Fields Too Large (what IMDS answers to a huge token header)
+	FaultTrickle                    // 200 with the real body, one byte every Fault.Delay
 )
 
 func (k FaultKind) String() string {
@@ -48,6 +51,12 @@ func (k FaultKind) String() string {
 		return "reset"
 	case Fault404:
 		return "404"
+	case Fault400:
+		return "400"
+	case Fault431:
+		return "431"
+	case FaultTrickle:
+		return "trickle"
 	}
 	return fmt.Sprintf("fault(%d)", int(k))
 }
@@ -55,7 +64,7 @@ func (k FaultKind) String() string {
 // Fault is injected into matching requests.
 type Fault struct {
 	Kind  FaultKind
-	Delay time.Duration // FaultSlow: how long to wait before answering
+	Delay time.Duration // FaultSlow: how long to wait before answering; FaultTrickle: the pause before each byte
 	Token bool          // also apply to PUT /latest/api/token
 }
 
@@ -135,6 +144,13 @@ func (s *Server) injectFault(w http.ResponseWriter, r *http.Request, f Fault) bo
 		writeError(w, http.StatusForbidden)
 	case Fault404:
 		writeError(w, http.StatusNotFound)
+	case Fault400:
+		writeError(w, http.StatusBadRequest)
+	case Fault431:
+		writeError(w, http.StatusRequestHeaderFieldsTooLarge)
+	case FaultTrickle:
+		// Answered by serveHTTP once the body is known.
+		return false
 	case FaultHang:
 		select {
 		case <-r.Context().Done():

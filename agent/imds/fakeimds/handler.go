@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // reply is a complete response, built under s.mu and written after it is
@@ -49,8 +50,38 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain")
 	w.Header().Set("Content-Length", strconv.Itoa(len(rep.body)))
 	w.WriteHeader(http.StatusOK)
-	if r.Method != http.MethodHead {
-		_, _ = w.Write([]byte(rep.body))
+	if r.Method == http.MethodHead {
+		return
+	}
+	if f.Kind == FaultTrickle {
+		s.trickle(w, r, rep.body, f.Delay)
+		return
+	}
+	_, _ = w.Write([]byte(rep.body))
+}
+
+// trickle writes body one byte at a time, pausing delay before each, as a
+// congested or overloaded IMDS might. It stops when the client goes away
+// or the server closes.
+func (s *Server) trickle(w http.ResponseWriter, r *http.Request, body string, delay time.Duration) {
+	fl, _ := w.(http.Flusher)
+	t := time.NewTimer(delay)
+	defer t.Stop()
+	for i := 0; i < len(body); i++ {
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			return
+		case <-s.closing:
+			return
+		}
+		if _, err := w.Write([]byte{body[i]}); err != nil {
+			return
+		}
+		if fl != nil {
+			fl.Flush()
+		}
+		t.Reset(delay)
 	}
 }
 
@@ -74,7 +105,11 @@ func (s *Server) respond(r *http.Request) reply {
 	default:
 		return reply{status: http.StatusMethodNotAllowed}
 	}
-	if !s.validToken(r.Header.Get(TokenHeader)) {
+	tok := r.Header.Get(TokenHeader)
+	if status, ok := s.rejected[tok]; ok && tok != "" {
+		return reply{status: status}
+	}
+	if !s.validToken(tok) {
 		return reply{status: http.StatusUnauthorized}
 	}
 	var rel string

@@ -5,16 +5,17 @@
 // absent keys, newline-separated multi-valued keys. On top of that it can
 // attach and detach ENIs at runtime, delay their propagation (device-number
 // reads 0, some keys 404 for a while), inject faults (error codes, hangs,
-// garbage, truncated bodies, connection resets) and count requests.
+// garbage, truncated and trickled bodies, connection resets), refuse
+// issued tokens with a chosen status (RejectTokens) or issue absurdly large
+// ones (SetTokenSize), and count requests and connections. BlackHole
+// gives an endpoint that never answers at all.
 //
 // Every method is safe for concurrent use while the server is serving.
 package fakeimds
 
 import (
 	"context"
-	"crypto/rand"
 	"embed"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,7 +24,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -52,6 +52,9 @@ type Server struct {
 	root      *node // {"meta-data": ..., "dynamic": ...}
 	clockSkew time.Duration
 	tokens    map[string]time.Time // token -> expiry
+	rejected  map[string]int       // token -> status answered to GETs carrying it (RejectTokens)
+	tokenSize int                  // bytes of issued tokens; 0 = like real ones (56)
+	conns     int                  // TCP connections accepted
 
 	propagation        time.Duration
 	propagationMissing []string
@@ -85,12 +88,13 @@ func newServer(root *node) *Server {
 		}
 	}
 	return &Server{
-		Now:     time.Now,
-		root:    root,
-		tokens:  map[string]time.Time{},
-		windows: map[string]window{},
-		counts:  map[string]int{},
-		closing: make(chan struct{}),
+		Now:      time.Now,
+		root:     root,
+		tokens:   map[string]time.Time{},
+		rejected: map[string]int{},
+		windows:  map[string]window{},
+		counts:   map[string]int{},
+		closing:  make(chan struct{}),
 	}
 }
 
@@ -271,6 +275,13 @@ func (s *Server) serve(ln net.Listener) (string, error) {
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          quietLog,
+		ConnState: func(_ net.Conn, st http.ConnState) {
+			if st == http.StateNew {
+				s.mu.Lock()
+				s.conns++
+				s.mu.Unlock()
+			}
+		},
 	}
 	s.mu.Lock()
 	if s.closed {
@@ -315,57 +326,6 @@ func (s *Server) Close() error {
 	return errors.Join(errs...)
 }
 
-// ExpireTokens forgets every issued token: the next GET with an old token
-// gets 401, as after an IMDS restart.
-func (s *Server) ExpireTokens() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	clear(s.tokens)
-}
-
-func newToken() string {
-	b := make([]byte, 42)
-	_, _ = rand.Read(b) // crypto/rand.Read never fails on Linux
-	return base64.URLEncoding.EncodeToString(b)
-}
-
-// PUT /latest/api/token. Caller holds s.mu.
-func (s *Server) issueToken(r *http.Request) (status int, body string, ttl string) {
-	if r.Header.Get("X-Forwarded-For") != "" {
-		return http.StatusForbidden, "", ""
-	}
-	ttl = r.Header.Get(TokenTTLHeader)
-	n, err := strconv.Atoi(ttl)
-	if err != nil || n < 1 || n > MaxTokenTTL {
-		return http.StatusBadRequest, "", ""
-	}
-	now := s.now()
-	for t, exp := range s.tokens { // keep the map small in long demos
-		if !now.Before(exp) {
-			delete(s.tokens, t)
-		}
-	}
-	tok := newToken()
-	s.tokens[tok] = now.Add(time.Duration(n) * time.Second)
-	return http.StatusOK, tok, strconv.Itoa(n)
-}
-
-// validToken: caller holds s.mu.
-func (s *Server) validToken(tok string) bool {
-	if tok == "" {
-		return false
-	}
-	exp, ok := s.tokens[tok]
-	if !ok {
-		return false
-	}
-	if !s.now().Before(exp) {
-		delete(s.tokens, tok)
-		return false
-	}
-	return true
-}
-
 // Requests returns how many requests arrived for one exact path, e.g.
 // "/latest/meta-data/network/interfaces/macs/"; token PUTs are counted
 // under "PUT /latest/api/token".
@@ -397,11 +357,21 @@ func (s *Server) TotalRequests() int {
 	return n
 }
 
-// ResetCounters zeroes every counter.
+// ResetCounters zeroes every counter (requests and connections).
 func (s *Server) ResetCounters() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	clear(s.counts)
+	s.conns = 0
+}
+
+// Connections returns how many TCP connections the listeners started by
+// Start or StartInNetNS accepted (not those of a Handler mounted
+// elsewhere), so tests can see connection reuse.
+func (s *Server) Connections() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.conns
 }
 
 // counterKey: GET and HEAD count under the path, anything else under

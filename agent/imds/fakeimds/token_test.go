@@ -116,3 +116,32 @@ func TestOnlyGetAndHeadServeData(t *testing.T) {
 		t.Errorf("GET token path: %d, want 405", code)
 	}
 }
+
+func TestRejectTokensAnswersTheStatusToOldTokensOnly(t *testing.T) {
+	for _, status := range []int{http.StatusBadRequest, http.StatusForbidden, http.StatusRequestHeaderFieldsTooLarge} {
+		s, c := instance(t)
+		c.mustGet("mac")
+		s.RejectTokens(status)
+		c.expectStatus("mac", status)
+		c.expectStatus("network/interfaces/macs/", status)
+		c.login() // a fresh token works
+		c.expectStatus("mac", http.StatusOK)
+	}
+}
+
+func TestSetTokenSizeIssuesValidTokensOfThatSize(t *testing.T) {
+	s, c := instance(t)
+	for _, n := range []int{600, 70000, 10} {
+		s.SetTokenSize(n)
+		c.login()
+		if len(c.token) != n {
+			t.Fatalf("token of %d bytes, want %d", len(c.token), n)
+		}
+		c.expectStatus("mac", http.StatusOK)
+	}
+	s.SetTokenSize(0)
+	c.login()
+	if len(c.token) != 56 {
+		t.Fatalf("default token of %d bytes, want 56", len(c.token))
+	}
+}
