@@ -372,6 +372,15 @@ func TestErrorIsolation(t *testing.T) {
 	if !foreign || !alt || len(e.Failed) != 2 {
 		t.Errorf("eth2 failures: %v", e.Failed)
 	}
+	// The plan lists the blocking route once, as ip(8) prints it.
+	p, err := r.Plan(snap(secondary(), e2, missing), cfg())
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocking := "ip -4 route default via 100.127.9.1 dev eth9 table 10002 proto static"
+	if text := p.String(); strings.Count(text, blocking) != 1 || strings.Contains(text, "  ") {
+		t.Errorf("plan should name the foreign route once (%q):\n%s", blocking, text)
+	}
 	// Everything else of eth2 was applied.
 	equalSets(t, "rules", only(b.rules(), "10002"), []string{"10002 from 100.64.3.10/32 table 10002 proto 236"})
 	if !strings.Contains(b.ip("route", "show", "table", "10002"), "default via 100.127.9.1 dev eth9 proto static") {

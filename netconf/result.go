@@ -1,6 +1,7 @@
 package netconf
 
 import (
+	"errors"
 	"strings"
 
 	"github.com/ec2net/ec2net/agent/imds"
@@ -87,8 +88,19 @@ func (p *Plan) String() string {
 		b.WriteByte('\n')
 	}
 	for i := range p.ENIs {
-		if n := p.ENIs[i].Note(); n != "" {
+		e := &p.ENIs[i]
+		if n := e.Note(); n != "" {
 			b.WriteString("# " + n + "\n")
+		}
+		for _, f := range e.Failed {
+			switch {
+			case errors.Is(f.Err, ErrNoLink):
+			case errors.Is(f.Err, ErrForeignInTheWay):
+				// The route itself is listed with the foreign objects.
+				b.WriteString("# cannot " + f.Change.Text() + ": a foreign route holds its place (below)\n")
+			default:
+				b.WriteString("# cannot " + f.Change.Text() + ": " + f.Err.Error() + "\n")
+			}
 		}
 	}
 	for _, f := range p.Foreign {

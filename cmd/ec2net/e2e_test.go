@@ -406,8 +406,8 @@ func TestErrorsAreOneClearLine(t *testing.T) {
 	// IMDS disabled (403 on every path, the token too).
 	b.vpc.IMDS.SetFault("", fakeimds.Fault{Kind: fakeimds.Fault403, Token: true})
 	out, code := b.ec2net("apply", "--wait", "1s")
-	if code != 1 || !strings.Contains(out, "IMDS is turned off") {
-		t.Errorf("403: exit %d, output:\n%s", code, out)
+	if code != 1 || !strings.Contains(out, "IMDS is turned off") || !strings.Contains(out, "--instance-id") {
+		t.Errorf("403: exit %d, want 1 and the whole command to fix it:\n%s", code, out)
 	}
 	b.vpc.IMDS.ClearFaults()
 	// Unreachable endpoint (nothing listens on this port in the router).
@@ -487,9 +487,33 @@ func TestStatusWithIMDSDownStillShowsTheKernel(t *testing.T) {
 	if code != 1 || !strings.Contains(out, "IMDS is turned off") || !strings.Contains(out, "eth1") {
 		t.Errorf("status with IMDS off: exit %d\n%s", code, out)
 	}
+	// One readable summary line, no empty totals or raw counters.
+	if !strings.Contains(out, "IMDS not read: the kernel side only") || strings.Contains(out, "ENIs: ;") || strings.Contains(out, "requests=") {
+		t.Errorf("status with IMDS off should summarise the kernel side in words:\n%s", out)
+	}
 	// And nothing was removed because of it.
 	if n := strings.Count(b.ownedRules(), "proto 236"); n != len(b.secondaryAddrs())+1 {
 		t.Errorf("%d owned rules after status with IMDS off, want %d", n, len(b.secondaryAddrs())+1)
+	}
+}
+
+// status works without root: read-only, with the ownership record it
+// cannot read named as such, never blaming CAP_NET_ADMIN.
+func TestStatusWithoutRoot(t *testing.T) {
+	b := newBed(t, "e2enr")
+	if _, code := b.ec2net("apply", "--wait", "10s"); code != 0 {
+		t.Fatalf("apply exit %d", code)
+	}
+	nobody := []string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--"}
+	out, code := b.ec2netVia(nobody, "status")
+	if code != 0 || !strings.Contains(out, "eth1") || !strings.Contains(out, "configured") || strings.Contains(out, "CAP_NET_ADMIN") {
+		t.Errorf("status as nobody: exit %d, want 0 and the ENIs:\n%s", code, out)
+	}
+	if !strings.Contains(out, "ownership record not readable") {
+		t.Errorf("status as nobody does not say it cannot read the ownership record:\n%s", out)
+	}
+	if out, code := b.ec2netVia(nobody, "apply"); code != 1 || !strings.Contains(out, "CAP_NET_ADMIN") {
+		t.Errorf("apply as nobody: exit %d, want 1 naming CAP_NET_ADMIN:\n%s", code, out)
 	}
 }
 
