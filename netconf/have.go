@@ -111,6 +111,12 @@ func (r *Reconciler) read(driverFor map[string]bool) (*have, error) {
 		}
 	}
 	h.links = plan.IndexLinks(infos)
+	h.links.Addrs = make(map[int][]netip.Addr, len(h.addrs))
+	for index, as := range h.addrs {
+		for _, a := range as {
+			h.links.Addrs[index] = append(h.links.Addrs[index], a.Prefix.Addr())
+		}
+	}
 	return h, nil
 }
 

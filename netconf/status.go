@@ -24,9 +24,10 @@ const (
 	StateExcluded                // configuration says hands off
 	StateAbsent                  // no link with its MAC
 	StateUnlisted                // link with recorded objects, not in IMDS
+	StateEFAOnly                 // no address and no link here: nothing to configure
 )
 
-var stateNames = [...]string{"configured", "drift", "pending", "invalid", "unknown", "excluded", "absent", "unlisted"}
+var stateNames = [...]string{"configured", "drift", "pending", "invalid", "unknown", "excluded", "absent", "unlisted", "efa-only"}
 
 func (s State) String() string {
 	if int(s) < len(stateNames) {
@@ -41,7 +42,7 @@ func (s State) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 // Healthy reports whether the state needs nobody's attention.
 func (s State) Healthy() bool {
 	switch s {
-	case StateConfigured, StateExcluded, StateAbsent, StateUnlisted:
+	case StateConfigured, StateExcluded, StateAbsent, StateUnlisted, StateEFAOnly:
 		return true
 	}
 	return false
@@ -140,6 +141,8 @@ func (p *pass) wantedStatus(e *plan.ENI, snap *imds.Snapshot) ENIStatus {
 	switch {
 	case e.Disposition == plan.Exclude:
 		s.State, s.Reason = StateExcluded, e.Reason
+	case e.Disposition == plan.Idle:
+		s.State, s.Reason = StateEFAOnly, e.Reason
 	case e.Disposition == plan.Hold && e.IMDSState != imds.Complete:
 		s.State, s.Reason = stateOf(e.IMDSState), e.Reason
 	case e.Disposition == plan.Hold:

@@ -24,14 +24,16 @@ import (
 // Source is where snapshots come from (imds.Client).
 type Source interface {
 	evidence.Reader
-	// SnapshotSettled reads, then re-reads pending ENIs for up to wait.
-	SnapshotSettled(ctx context.Context, wait time.Duration) (*imds.Snapshot, error)
+	// Settle polls the ENIs want selects while they are pending, for up
+	// to maxWait, and returns the latest snapshot.
+	Settle(ctx context.Context, snap *imds.Snapshot, want func(*imds.ENI) bool, maxWait time.Duration) *imds.Snapshot
 }
 
 // Target is the namespace to converge (netconf.Reconciler).
 type Target interface {
 	Plan(*imds.Snapshot, config.Config) (*netconf.Plan, error)
 	Apply(*imds.Snapshot, config.Config) (*netconf.Result, error)
+	Links() ([]plan.LinkInfo, error)
 }
 
 // Options say how to converge.
@@ -49,6 +51,9 @@ type Options struct {
 	// removed instead of waiting for the confirming read; the caller
 	// reads again when Tracker.Due says (the daemon).
 	HoldRemovals bool
+	// Read, when set, replaces src.Snapshot for the first read (the
+	// daemon reads only some ENIs: imds.Client.ReadENIs).
+	Read func(ctx context.Context) (*imds.Snapshot, error)
 }
 
 // Outcome is what one convergence did (or, dry, would do).
@@ -100,9 +105,16 @@ func Once(ctx context.Context, src Source, tgt Target, o Options) (*Outcome, err
 // up to o.Wait) with the evidence rule applied, ready to converge to. The
 // daemon reads in a worker and applies in its loop.
 func Read(ctx context.Context, src Source, tgt Target, o Options) (*imds.Snapshot, error) {
-	snap, err := src.SnapshotSettled(ctx, o.Wait)
+	read := o.Read
+	if read == nil {
+		read = src.Snapshot
+	}
+	snap, err := read(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if o.Wait > 0 {
+		snap = src.Settle(ctx, snap, linked(tgt), o.Wait)
 	}
 	tracker := o.Tracker
 	if tracker == nil {
@@ -118,6 +130,19 @@ func Read(ctx context.Context, src Source, tgt Target, o Options) (*imds.Snapsho
 		return tracker.Hold(filtered, items), nil
 	}
 	return tracker.Confirm(ctx, src, snap, removals)
+}
+
+// linked selects the ENIs worth waiting for: those whose link exists in
+// the namespace. Without a link there is nothing to configure yet (an
+// EFA-only interface never gets one), and waiting would only hold up boot.
+func linked(tgt Target) func(*imds.ENI) bool {
+	have := map[string]bool{}
+	if links, err := tgt.Links(); err == nil {
+		for _, l := range links {
+			have[l.MAC] = true
+		}
+	}
+	return func(e *imds.ENI) bool { return have[e.MAC] }
 }
 
 // Removals is the evidence question asked of a target: which addresses and

@@ -26,6 +26,7 @@ import (
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/ec2net/ec2net/agent/config"
 	"github.com/ec2net/ec2net/agent/converge"
+	"github.com/ec2net/ec2net/agent/imds"
 	"github.com/ec2net/ec2net/netconf"
 	"github.com/ec2net/ec2net/netconf/plan"
 	"github.com/vishvananda/netns"
@@ -35,6 +36,10 @@ import (
 // Source reads IMDS (*imds.Client).
 type Source interface {
 	converge.Source
+	// ReadENIs reads the listing and the named ENIs, keeping prev's others.
+	ReadENIs(ctx context.Context, prev *imds.Snapshot, macs []string) (*imds.Snapshot, error)
+	// Peek reads the one key a pending ENI waits on; true when it changed.
+	Peek(ctx context.Context, e *imds.ENI) (bool, error)
 	// Forget drops what is cached about an ENI (its link went away: a
 	// re-attach may bring a new device number).
 	Forget(mac string)

@@ -48,9 +48,15 @@ func (f *fakeIMDS) Snapshot(ctx context.Context) (*imds.Snapshot, error) {
 		{MAC: "02:00:00:00:00:01", Primary: true, InterfaceID: "eni-01", State: imds.Complete}}}, nil
 }
 
-func (f *fakeIMDS) SnapshotSettled(ctx context.Context, _ time.Duration) (*imds.Snapshot, error) {
+func (f *fakeIMDS) Settle(_ context.Context, s *imds.Snapshot, _ func(*imds.ENI) bool, _ time.Duration) *imds.Snapshot {
+	return s
+}
+
+func (f *fakeIMDS) ReadENIs(ctx context.Context, _ *imds.Snapshot, _ []string) (*imds.Snapshot, error) {
 	return f.Snapshot(ctx)
 }
+
+func (f *fakeIMDS) Peek(context.Context, *imds.ENI) (bool, error) { return false, nil }
 
 func (f *fakeIMDS) Forget(string) {}
 

@@ -68,26 +68,56 @@ func (t *linkTracker) update(links []plan.LinkInfo, now time.Time) linkChanges {
 	return ch
 }
 
-// awaiting reports whether a read should come soon: an ENI with a link is
-// still pending in snap, or a link appeared recently whose MAC IMDS does
-// not list yet (IMDS propagates asynchronously: the NIC can appear
-// first). Such links are re-read for propagation-wait, then left to the
-// periodic refresh (they may not be ENIs at all).
-func (t *linkTracker) awaiting(snap *imds.Snapshot, now time.Time) bool {
-	waiting := false
+// pendingWithLink lists the ENIs of snap that are still propagating and
+// have a link here: peekable ones wait on a single key, the others are
+// re-read blind. Pending ENIs without a link (EFA-only interfaces, or a
+// link still to come) cost nothing.
+func (t *linkTracker) pendingWithLink(snap *imds.Snapshot) (peekable, blind []string) {
+	if snap == nil {
+		return nil, nil
+	}
 	for _, e := range snap.ENIs {
-		if (e.State == imds.Pending || e.State == imds.Unknown) && t.hasLink(e.MAC) {
-			waiting = true
+		if (e.State != imds.Pending && e.State != imds.Unknown) || !t.hasLink(e.MAC) {
+			continue
+		}
+		if e.State == imds.Pending && e.WaitKey != "" {
+			peekable = append(peekable, e.MAC)
+		} else {
+			blind = append(blind, e.MAC)
 		}
 	}
+	return peekable, blind
+}
+
+// unlisted lists the links that appeared recently whose MAC IMDS does not
+// list yet (IMDS propagates asynchronously: the NIC can appear first).
+// They are re-read for propagation-wait, then left to the periodic
+// refresh (they may not be ENIs at all).
+func (t *linkTracker) unlisted(snap *imds.Snapshot, now time.Time) []string {
+	var out []string
 	for mac, since := range t.appeared {
 		if snap.ENI(mac) != nil || now.Sub(since) > t.wait {
 			delete(t.appeared, mac)
 			continue
 		}
-		waiting = true
+		out = append(out, mac)
 	}
-	return waiting
+	return out
+}
+
+// linkedMACs lists the ENIs of snap that have a link here: what a quiet
+// refresh reads (1 + 4 requests each).
+func (t *linkTracker) linkedMACs(snap *imds.Snapshot) []string {
+	var out []string
+	if snap == nil {
+		return out
+	}
+	for _, e := range snap.ENIs {
+		if t.hasLink(e.MAC) {
+			out = append(out, e.MAC)
+		}
+	}
+	return out
 }
 
 func (t *linkTracker) hasLink(mac string) bool {

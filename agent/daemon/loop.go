@@ -26,6 +26,7 @@ type loop struct {
 	wg   *sync.WaitGroup
 
 	tracker *evidence.Tracker
+	raw     *imds.Snapshot // the last read as IMDS said it (partial reads build on it)
 	last    *imds.Snapshot // the snapshot last converged to, evidence applied
 	links   *linkTracker
 	states  map[string]imds.ENIState // MAC -> state in the last read, to log changes only
@@ -33,7 +34,8 @@ type loop struct {
 	reads   readQueue
 	repairs *repairPolicy
 
-	refresh, retry, repair, readyBy *time.Timer
+	refresh, retry, poll, repair, readyBy *time.Timer
+	retryReq                              readReq // what the retry timer reads
 	ready                           bool
 	lastErr                         string // last IMDS error class logged, so an outage logs once
 	lastStatus                      string
@@ -62,10 +64,10 @@ func arm(t *time.Timer, d time.Duration) { t.Reset(max(d, 0)) }
 
 func (l *loop) run(ctx context.Context, ev Events) error {
 	l.refresh = time.NewTimer(jitter(l.cfg.RefreshInterval))
-	l.retry, l.repair = stoppedTimer(), stoppedTimer()
+	l.retry, l.poll, l.repair = stoppedTimer(), stoppedTimer(), stoppedTimer()
 	l.readyBy = time.NewTimer(l.cfg.ReadyTimeout)
 	defer func() {
-		for _, t := range []*time.Timer{l.refresh, l.retry, l.repair, l.readyBy} {
+		for _, t := range []*time.Timer{l.refresh, l.retry, l.poll, l.repair, l.readyBy} {
 			t.Stop()
 		}
 		ev.Close()
@@ -84,7 +86,7 @@ func (l *loop) run(ctx context.Context, ev Events) error {
 	if links, err := l.o.Reconciler.Links(); err == nil {
 		l.links.seed(links)
 	}
-	l.startRead(ctx, readFirst)
+	l.startRead(ctx, readReq{full: true})
 
 	for {
 		select {
@@ -104,9 +106,11 @@ func (l *loop) run(ctx context.Context, ev Events) error {
 			}
 		case <-l.refresh.C:
 			arm(l.refresh, jitter(l.cfg.RefreshInterval))
-			l.requestRead(ctx, readFull)
+			l.requestRead(ctx, readReq{macs: l.links.linkedMACs(l.raw)})
 		case <-l.retry.C:
-			l.requestRead(ctx, readFull)
+			l.requestRead(ctx, l.retryReq)
+		case <-l.poll.C:
+			l.requestRead(ctx, readReq{peek: true})
 		case <-l.repair.C:
 			l.onRepair()
 		case r := <-l.reads.results:
@@ -138,7 +142,7 @@ func (l *loop) onSignal(ctx context.Context, s os.Signal) bool {
 	switch s {
 	case syscall.SIGHUP:
 		l.log.Info("SIGHUP: refreshing now")
-		l.requestRead(ctx, readFull)
+		l.requestRead(ctx, readReq{full: true})
 	case syscall.SIGUSR2:
 		if os.Getenv("EC2NET_TEST_HOOKS") == "1" {
 			// Test hook: wedge the main loop so the systemd watchdog must
@@ -168,14 +172,18 @@ func (l *loop) onLinks(ctx context.Context) {
 		l.tracker.Forget(g.MAC)
 		l.log.Info("link removed (ENI detached)", zap.String("link", g.Name), zap.String("mac", g.MAC))
 	}
+	var macs []string
 	for _, a := range ch.appeared {
 		l.log.Info("link appeared", zap.String("link", a.Name), zap.String("mac", a.MAC))
+		macs = append(macs, a.MAC)
 	}
 	if len(ch.gone) > 0 || ch.changed {
 		l.apply("link change")
 	}
-	if len(ch.appeared) > 0 {
-		l.requestRead(ctx, readFull)
+	if len(macs) > 0 {
+		// Just the new ENI (and the listing): a slow key elsewhere must
+		// not hold up its configuration.
+		l.requestRead(ctx, readReq{macs: macs})
 	}
 }
 
@@ -214,7 +222,7 @@ func (l *loop) onEventsLost(ctx context.Context, old Events) (Events, error) {
 	}
 	l.onLinks(ctx)
 	l.apply("events lost")
-	l.requestRead(ctx, readFull)
+	l.requestRead(ctx, readReq{full: true})
 	return ev, nil
 }
 

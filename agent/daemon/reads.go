@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -14,27 +15,47 @@ import (
 	"go.uber.org/zap"
 )
 
-// readKind says why a read was asked for (for the log only: every read
-// is the same converge.Read).
-type readKind int
+// readReq says what a read reads. The cheapest read that answers the
+// question: a full snapshot only at start, on SIGHUP and after a failure;
+// otherwise the listing plus the named ENIs (imds.Client.ReadENIs), and
+// for ENIs still propagating one request each for the key they wait on
+// (imds.Client.Peek), with a read only of those whose key changed.
+type readReq struct {
+	full bool
+	macs []string // read these ENIs (with the listing)
+	peek bool     // peek at the pending ENIs with a link first
+}
 
-const (
-	readFirst readKind = iota
-	readFull
-)
+// merge folds a request asked for while a read is under way into the one
+// that runs next.
+func (r *readReq) merge(o readReq) {
+	r.full = r.full || o.full
+	r.peek = r.peek || o.peek
+	for _, m := range o.macs {
+		if !slices.Contains(r.macs, m) {
+			r.macs = append(r.macs, m)
+		}
+	}
+}
 
 type readResult struct {
-	snap *imds.Snapshot
+	raw  *imds.Snapshot // as IMDS said (the base of the next partial read)
+	snap *imds.Snapshot // with the evidence rule applied
 	err  error
 }
 
-// readQueue runs one IMDS read at a time: a read asked for while one is
-// under way is run once after it, however many were asked for.
+// errNoChange: every pending ENI peeked at is still waiting on the same
+// value; nothing was read.
+var errNoChange = errors.New("no pending ENI changed")
+
+// readQueue runs one IMDS read at a time: reads asked for while one is
+// under way are merged and run once after it.
 type readQueue struct {
-	busy, again bool
-	results     chan readResult
-	pending     *imds.Backoff // re-reads while an ENI propagates
-	failing     *imds.Backoff // re-reads while IMDS fails
+	busy    bool
+	next    *readReq
+	results chan readResult
+	pending *imds.Backoff // blind re-reads while an ENI propagates without a key to peek at
+	failing *imds.Backoff // re-reads while IMDS fails
 }
 
 func newReadQueue() readQueue {
@@ -45,28 +66,73 @@ func newReadQueue() readQueue {
 	}
 }
 
-// startRead runs one read in the worker: the snapshot with the evidence
-// rule applied (removals it cannot yet prove are held in the tracker).
-func (l *loop) startRead(ctx context.Context, kind readKind) {
+func (l *loop) requestRead(ctx context.Context, req readReq) {
+	if l.reads.busy {
+		if l.reads.next == nil {
+			l.reads.next = &readReq{}
+		}
+		l.reads.next.merge(req)
+		return
+	}
+	l.startRead(ctx, req)
+}
+
+// startRead runs one read in the worker, with the evidence rule applied
+// (removals it cannot yet prove are held in the tracker).
+func (l *loop) startRead(ctx context.Context, req readReq) {
 	l.reads.busy = true
+	prev := l.raw
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
+		var raw *imds.Snapshot
+		read := func(ctx context.Context) (*imds.Snapshot, error) {
+			s, err := l.read(ctx, req, prev)
+			raw = s
+			return s, err
+		}
 		snap, err := converge.Read(ctx, l.o.IMDS, l.o.Reconciler, converge.Options{
-			Config: l.cfg, Tracker: l.tracker, HoldRemovals: true})
+			Config: l.cfg, Tracker: l.tracker, HoldRemovals: true, Read: read})
 		select {
-		case l.reads.results <- readResult{snap: snap, err: err}:
+		case l.reads.results <- readResult{raw: raw, snap: snap, err: err}:
 		case <-ctx.Done():
 		}
 	}()
 }
 
-func (l *loop) requestRead(ctx context.Context, kind readKind) {
-	if l.reads.busy {
-		l.reads.again = true
-		return
+// read does one request's reads (in the worker).
+func (l *loop) read(ctx context.Context, req readReq, prev *imds.Snapshot) (*imds.Snapshot, error) {
+	if req.full || prev == nil {
+		return l.o.IMDS.Snapshot(ctx)
 	}
-	l.startRead(ctx, kind)
+	macs := req.macs
+	if req.peek {
+		for i := range prev.ENIs {
+			e := &prev.ENIs[i]
+			if changed, err := l.o.IMDS.Peek(ctx, e); err == nil && changed && !slices.Contains(macs, e.MAC) {
+				macs = append(macs, e.MAC)
+			}
+		}
+		if len(macs) == 0 {
+			return nil, errNoChange
+		}
+	}
+	snap, err := l.o.IMDS.ReadENIs(ctx, prev, macs)
+	if err == nil && listsNew(snap, prev) {
+		// A MAC the partial read did not know: read everything once.
+		return l.o.IMDS.Snapshot(ctx)
+	}
+	return snap, err
+}
+
+// listsNew reports whether snap lists an ENI prev did not.
+func listsNew(snap, prev *imds.Snapshot) bool {
+	for i := range snap.ENIs {
+		if prev.ENI(snap.ENIs[i].MAC) == nil {
+			return true
+		}
+	}
+	return false
 }
 
 func (l *loop) onRead(ctx context.Context, r readResult) {
@@ -74,14 +140,18 @@ func (l *loop) onRead(ctx context.Context, r readResult) {
 	if ctx.Err() != nil {
 		return
 	}
-	if r.err != nil {
+	switch {
+	case errors.Is(r.err, errNoChange):
+		l.scheduleReads(l.raw, time.Now())
+	case r.err != nil:
 		l.onReadFailed(r.err)
-	} else {
+	default:
+		l.raw = r.raw
 		l.onSnapshot(r.snap)
 	}
-	if l.reads.again {
-		l.reads.again = false
-		l.startRead(ctx, readFull)
+	if next := l.reads.next; next != nil {
+		l.reads.next = nil
+		l.startRead(ctx, *next)
 	}
 }
 
@@ -92,6 +162,7 @@ func (l *loop) onReadFailed(err error) {
 		l.lastErr = class
 	}
 	l.setStatus(fmt.Sprintf("degraded: IMDS %s; configuration kept", class))
+	l.retryReq = readReq{full: true}
 	arm(l.retry, l.reads.failing.Next())
 }
 
@@ -104,27 +175,40 @@ func (l *loop) onSnapshot(snap *imds.Snapshot) {
 	l.logStateChanges(snap)
 	l.last = snap
 	l.apply("imds")
-	l.scheduleNextRead(snap, time.Now())
+	l.scheduleReads(l.raw, time.Now())
 	if !l.ready {
 		l.sendReady("")
 	}
 }
 
-// scheduleNextRead re-reads soon when an ENI with a link is still
-// propagating (or a link appeared that IMDS does not list yet), or when a
-// held removal can be confirmed; otherwise the periodic refresh is enough.
-func (l *loop) scheduleNextRead(snap *imds.Snapshot, now time.Time) {
-	if l.links.awaiting(snap, now) {
+// scheduleReads arms the timers for what the last read left open: ENIs
+// with a link still propagating (peeked at every poll interval, or
+// re-read with a backoff when they have no single key to watch), links
+// IMDS does not list yet, and held removals to confirm. With none of
+// these, only the periodic refresh reads.
+func (l *loop) scheduleReads(raw *imds.Snapshot, now time.Time) {
+	peekable, blind := l.links.pendingWithLink(raw)
+	if len(peekable) > 0 {
+		arm(l.poll, l.pollInterval())
+	} else {
+		l.poll.Stop()
+	}
+	blind = append(blind, l.links.unlisted(raw, now)...)
+	if len(blind) > 0 {
+		l.retryReq = readReq{macs: blind}
 		arm(l.retry, l.reads.pending.Next())
 		return
 	}
 	l.reads.pending.Reset()
 	if due, ok := l.tracker.Due(); ok {
+		l.retryReq = readReq{macs: l.links.linkedMACs(raw)}
 		arm(l.retry, jitterUp(due.Sub(now)))
 		return
 	}
 	l.retry.Stop()
 }
+
+func (l *loop) pollInterval() time.Duration { return imds.DefaultPollInterval }
 
 // logStateChanges logs an ENI's metadata state when it changes (pending,
 // invalid, unknown, complete again, gone from IMDS): one line per change,
@@ -144,6 +228,8 @@ func (l *loop) logStateChanges(snap *imds.Snapshot) {
 			l.log.Info("ENI listed in IMDS", append(fields, zap.Int("card", e.NetworkCard), zap.Int("device", e.DeviceNumber))...)
 		case e.State == imds.Complete:
 			l.log.Info("ENI metadata complete again", append(fields, zap.Stringer("was", old))...)
+		case e.State == imds.Pending && e.NoAddresses && !l.links.hasLink(e.MAC):
+			l.log.Info("ENI listed without addresses or a link (EFA-only): nothing to configure", fields...)
 		case e.State == imds.Pending:
 			l.log.Info("ENI pending (IMDS still propagating)", append(fields, zap.String("reason", e.Reason))...)
 		default:
@@ -170,13 +256,19 @@ func summary(res *netconf.Result) string {
 				configured++
 			}
 		case plan.Hold:
-			counts[e.IMDSState.String()]++
+			if e.IMDSState == imds.Complete {
+				counts["invalid"]++ // held by the planner's guard
+			} else {
+				counts[e.IMDSState.String()]++
+			}
 		case plan.Exclude:
 			counts["excluded"]++
+		case plan.Idle:
+			counts["EFA-only"]++
 		}
 	}
 	parts := []string{fmt.Sprintf("%d ENIs configured", configured)}
-	for _, k := range []string{"pending", "invalid", "unknown", "excluded"} {
+	for _, k := range []string{"pending", "invalid", "unknown", "excluded", "EFA-only"} {
 		if counts[k] > 0 {
 			parts = append(parts, fmt.Sprintf("%d %s", counts[k], k))
 		}

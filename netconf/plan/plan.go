@@ -19,9 +19,10 @@ import (
 // amazon-ec2-net-utils 2.x numbers them.
 const TableBase = 10000
 
-// TableMax is the last table of the per-ENI range 10000-10999 (10 cards of
-// 100 devices), the range in which foreign objects are reported.
-const TableMax = 10999
+// TableMax is the last table of the per-ENI range: card imds.MaxNetworkCard,
+// device imds.MaxDeviceNumber (32699, below the main table's rule at
+// 32766). Foreign objects in TableBase..TableMax are reported.
+const TableMax = TableBase + 100*imds.MaxNetworkCard + imds.MaxDeviceNumber
 
 // Table returns the route table and rule priority of a non-primary ENI.
 func Table(card, device int) int { return TableBase + 100*card + device }
@@ -63,6 +64,10 @@ const (
 	// Exclude: configuration says hands off: remove what ec2net owns on
 	// it, add nothing.
 	Exclude
+	// Idle: nothing to configure: IMDS lists the ENI with no address of
+	// either family and no link has its MAC here (an EFA-only
+	// interface). A settled state, not a pending one.
+	Idle
 	// Orphan and Unattributed are never planned: the reconciler reports
 	// them for owned objects of an ENI that is no longer in the snapshot,
 	// or of no ENI at all (a lost record).
@@ -78,6 +83,8 @@ func (d Disposition) String() string {
 		return "hold"
 	case Exclude:
 		return "exclude"
+	case Idle:
+		return "idle"
 	case Orphan:
 		return "orphan"
 	case Unattributed:
@@ -196,6 +203,10 @@ type Links struct {
 	ByIndex  map[int]*LinkInfo
 	ByMAC    map[string]*LinkInfo
 	Loopback int // ifindex of lo (AnyIP routes use it)
+	// Addrs are the addresses on each link, by index, when the caller
+	// read them: the guard protects the primary link's (its DHCP address
+	// included) as well as what IMDS lists for the primary ENI.
+	Addrs map[int][]netip.Addr
 }
 
 // IndexLinks indexes the namespace's links. Two links with one MAC (a
@@ -248,6 +259,9 @@ func Desired(snap *imds.Snapshot, cfg config.Config, links Links) (*State, error
 		case excluded(cfg, e):
 			d.Disposition = Exclude
 			d.Reason = "excluded by configuration"
+		case e.State == imds.Pending && e.NoAddresses && d.Link == nil:
+			d.Disposition = Idle
+			d.Reason = "no address and no link here (an EFA-only interface): nothing to configure"
 		case e.State != imds.Complete:
 			d.Disposition = Hold
 			d.Reason = e.State.String()
@@ -260,6 +274,10 @@ func Desired(snap *imds.Snapshot, cfg config.Config, links Links) (*State, error
 		default:
 			d.Disposition = Configure
 			planENI(&d, e, cfg, links.Loopback)
+			if why := unsafe(&d, snap, links); why != "" {
+				clearDesired(&d)
+				d.Disposition, d.Reason = Hold, "unsafe metadata: "+why
+			}
 		}
 		st.ENIs = append(st.ENIs, d)
 	}
