@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -30,16 +31,17 @@ type loop struct {
 	last    *imds.Snapshot // the snapshot last converged to, evidence applied
 	links   *linkTracker
 	states  map[string]imds.ENIState // MAC -> state in the last read, to log changes only
+	noLink  map[string]bool          // MACs listed without a link, logged once
 
 	reads   readQueue
 	repairs *repairPolicy
 
 	refresh, retry, poll, repair, readyBy *time.Timer
 	retryReq                              readReq // what the retry timer reads
-	ready                           bool
-	lastErr                         string // last IMDS error class logged, so an outage logs once
-	lastStatus                      string
-	wedged                          bool
+	ready                                 bool
+	lastErr                               string // last IMDS error class logged, so an outage logs once
+	lastStatus                            string
+	wedged                                bool
 }
 
 func newLoop(o Options, sigs <-chan os.Signal, wg *sync.WaitGroup) *loop {
@@ -48,6 +50,7 @@ func newLoop(o Options, sigs <-chan os.Signal, wg *sync.WaitGroup) *loop {
 		tracker: evidence.New(o.Config.RemoveAfter, o.Config.RemoveAfterTime),
 		links:   newLinkTracker(o.Config.PropagationWait),
 		states:  map[string]imds.ENIState{},
+		noLink:  map[string]bool{},
 		reads:   newReadQueue(),
 		repairs: newRepairPolicy(),
 	}
@@ -176,6 +179,7 @@ func (l *loop) onLinks(ctx context.Context) {
 	for _, a := range ch.appeared {
 		l.log.Info("link appeared", zap.String("link", a.Name), zap.String("mac", a.MAC))
 		macs = append(macs, a.MAC)
+		delete(l.noLink, a.MAC)
 	}
 	if len(ch.gone) > 0 || ch.changed {
 		l.apply("link change")
@@ -255,6 +259,15 @@ func (l *loop) logResult(why string, res *netconf.Result) {
 			l.log.Info(msg, zap.String("link", e.Link), zap.String("mac", e.MAC), zap.String("eni", e.ENIID), zap.String("change", c.Text()))
 		}
 		for _, f := range e.Failed {
+			if errors.Is(f.Err, netconf.ErrNoLink) {
+				// The expected end of a detach while IMDS still lists the
+				// ENI (or an attach before its link appears): not an error.
+				if !l.noLink[e.MAC] {
+					l.noLink[e.MAC] = true
+					l.log.Info("ENI listed in IMDS but no link has its MAC here (detached, or not attached yet)", zap.String("mac", e.MAC), zap.String("eni", e.ENIID))
+				}
+				continue
+			}
 			l.log.Error("change failed", zap.String("link", e.Link), zap.String("mac", e.MAC), zap.String("change", f.Change.Text()), zap.Error(f.Err))
 		}
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/ec2net/ec2net/agent/converge"
 	"github.com/ec2net/ec2net/agent/daemon"
+	"github.com/ec2net/ec2net/netconf"
 )
 
 // withEnv opens the environment a command needs, reporting a failure in
@@ -55,9 +57,12 @@ func cmdApply(ctx context.Context, c *call) int {
 			return e.fail(c.stderr, err)
 		}
 		code := exitOK
-		if len(out.Result.Failed()) > 0 {
-			code = exitError
-		} else if len(out.Held()) > 0 {
+		for _, f := range out.Result.Failed() {
+			if !errors.Is(f.Err, netconf.ErrNoLink) {
+				code = exitError
+			}
+		}
+		if code == exitOK && len(out.Held()) > 0 {
 			code = exitPending
 		}
 		if asJSON {
@@ -71,6 +76,10 @@ func cmdApply(ctx context.Context, c *call) int {
 				fmt.Fprintln(c.stdout, ch)
 			}
 			for _, f := range r.Failed {
+				if errors.Is(f.Err, netconf.ErrNoLink) {
+					fmt.Fprintf(c.stdout, "note: ENI %s %s is listed in IMDS but no link has its MAC here (detaching, or not attached yet)\n", r.MAC, orDash(r.ENIID, "-"))
+					continue
+				}
 				fmt.Fprintf(c.stderr, "ec2net: %s %s: %s failed: %v\n", orDash(r.Link, r.MAC), orDash(r.ENIID, ""), f.Change.Text(), f.Err)
 			}
 		}
