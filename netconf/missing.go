@@ -21,7 +21,12 @@ func (p *pass) missingLink(e *plan.ENI) {
 		p.add(Change{Op: op, Kind: KindLink, MAC: e.MAC, Link: l.Name, LinkSet: s})
 	}
 	if e.Up && !l.Up {
-		set(LinkSetting{Up: true}, OpSet)
+		if re := p.owned.ENIs[e.MAC]; re != nil && re.BroughtUp {
+			// ec2net brought it up before: someone set it down since.
+			p.result(e.MAC).AdminDown = true
+		} else {
+			set(LinkSetting{Up: true}, OpSet)
+		}
 	}
 	if e.MTU != 0 && l.MTU != e.MTU {
 		set(LinkSetting{MTU: e.MTU}, OpSet)
@@ -98,6 +103,16 @@ func sameRoute(k, w *rtnl.Route) bool {
 }
 
 func (p *pass) missingRoutes(e *plan.ENI) {
+	if p.result(e.MAC).AdminDown {
+		// The kernel refuses routes through a link that is down (and
+		// drops its IPv4 routes): they come back with the link.
+		for i := range p.have.routes {
+			if kr := &p.have.routes[i]; kr.OIF == e.Link.Index && kr.Proto == Protocol {
+				kr.consumed = true
+			}
+		}
+		return
+	}
 	for _, rt := range e.Routes {
 		want := wantedRoute(rt)
 		var same, owned, foreign *kRoute

@@ -33,6 +33,9 @@ type recordENI struct {
 	// intended address found on the link is ec2net's (the pass that
 	// intended it had seen it absent).
 	Intent []string `json:"intent,omitempty"`
+	// BroughtUp: ec2net set the link up once. If it is down later, an
+	// administrator (ip link set down, ifdown) did it: respected.
+	BroughtUp bool `json:"brought_up,omitempty"`
 }
 
 func newRecord() *record { return &record{Version: 1, ENIs: map[string]*recordENI{}} }
@@ -83,7 +86,7 @@ func (s *record) equal(o *record) bool {
 	}
 	for mac, a := range s.ENIs {
 		b := o.ENIs[mac]
-		if b == nil || a.ENIID != b.ENIID || a.Table != b.Table || !slices.Equal(a.Addrs, b.Addrs) || !slices.Equal(a.Local, b.Local) || !slices.Equal(a.Intent, b.Intent) {
+		if b == nil || a.ENIID != b.ENIID || a.Table != b.Table || !slices.Equal(a.Addrs, b.Addrs) || !slices.Equal(a.Local, b.Local) || !slices.Equal(a.Intent, b.Intent) || a.BroughtUp != b.BroughtUp {
 			return false
 		}
 	}
@@ -111,6 +114,8 @@ func (s *record) note(c Change, created bool) {
 		if e := s.ENIs[c.MAC]; e != nil {
 			e.Addrs = remove(e.Addrs, c.Addr.Prefix.Addr().String())
 		}
+	case c.Kind == KindLink && c.LinkSet.Up:
+		s.eni(c.MAC).BroughtUp = true
 	case c.Kind == KindRoute && c.Op == OpDel && c.Route.Table == tableLocal && c.MAC != "":
 		if e := s.ENIs[c.MAC]; e != nil {
 			e.Local = remove(e.Local, c.Route.Dst.String())

@@ -523,3 +523,37 @@ func TestCorruptRecordWithAddressMarks(t *testing.T) {
 	got := only(b.addrs(), "eth1 100.64.2.")
 	equalSets(t, "eth1 IPv4 after the corrupt record", got, []string{"eth1 100.64.2.10/24 noprefixroute", "eth1 100.64.2.250/32"})
 }
+
+// A link ec2net brought up and an administrator set down stays down;
+// its addresses and rules are repaired meanwhile, its routes come back
+// with the link.
+func TestAdministratorsLinkDownIsRespected(t *testing.T) {
+	b := newBed(t)
+	b.withPrimary()
+	b.veth("eth1", macEth1)
+	r := b.reconciler()
+	s := snap(primary(), secondary())
+	mustApply(t, r, s, cfg())
+	b.ip("link", "set", "eth1", "down")
+	b.ip("addr", "flush", "dev", "eth1") // as ifdown does
+	res := mustApply(t, r, s, cfg())
+	for _, c := range res.ENIs[1].Applied {
+		if c.Kind == KindLink && c.LinkSet.Up {
+			t.Fatalf("ec2net set the link up again: %v", c)
+		}
+	}
+	if !res.ENIs[1].AdminDown || !strings.Contains(b.ip("link", "show", "eth1"), "state DOWN") {
+		t.Fatalf("link not left down: %+v", res.ENIs[1])
+	}
+	if got := only(b.addrs(), "eth1 "); len(got) != 3 {
+		t.Errorf("addresses not repaired while down: %v", got)
+	}
+	if st, _ := r.Status(s, cfg()); st[1].State != StateDown {
+		t.Errorf("status: %v %q, want down", st[1].State, st[1].Reason)
+	}
+	b.ip("link", "set", "eth1", "up")
+	mustApply(t, r, s, cfg())
+	if got := b.routes(10001); len(got) != 4 {
+		t.Errorf("routes not back with the link: %v", got)
+	}
+}

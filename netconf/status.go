@@ -25,9 +25,10 @@ const (
 	StateAbsent                  // no link with its MAC
 	StateUnlisted                // link with recorded objects, not in IMDS
 	StateEFAOnly                 // no address and no link here: nothing to configure
+	StateDown                    // link set down by an administrator after ec2net brought it up
 )
 
-var stateNames = [...]string{"configured", "drift", "pending", "invalid", "unknown", "excluded", "absent", "unlisted", "efa-only"}
+var stateNames = [...]string{"configured", "drift", "pending", "invalid", "unknown", "excluded", "absent", "unlisted", "efa-only", "down"}
 
 func (s State) String() string {
 	if int(s) < len(stateNames) {
@@ -149,6 +150,8 @@ func (p *pass) wantedStatus(e *plan.ENI, snap *imds.Snapshot) ENIStatus {
 		s.State, s.Reason = StateInvalid, e.Reason
 	case e.Link == nil:
 		s.State, s.Reason = StateAbsent, "no link with this MAC"
+	case p.result(e.MAC).AdminDown:
+		s.State, s.Reason = StateDown, "link set down by an administrator after ec2net brought it up: left down (ip link set "+e.Link.Name+" up to resume)"
 	case s.PendingChanges > 0 || s.ForeignInTheWay > 0:
 		s.State, s.Reason = StateDrift, p.driftReason(e.MAC)
 	default:

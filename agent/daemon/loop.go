@@ -26,12 +26,13 @@ type loop struct {
 	sigs <-chan os.Signal
 	wg   *sync.WaitGroup
 
-	tracker *evidence.Tracker
-	raw     *imds.Snapshot // the last read as IMDS said it (partial reads build on it)
-	last    *imds.Snapshot // the snapshot last converged to, evidence applied
-	links   *linkTracker
-	states  map[string]imds.ENIState // MAC -> state in the last read, to log changes only
-	noLink  map[string]bool          // MACs listed without a link, logged once
+	tracker   *evidence.Tracker
+	raw       *imds.Snapshot // the last read as IMDS said it (partial reads build on it)
+	last      *imds.Snapshot // the snapshot last converged to, evidence applied
+	links     *linkTracker
+	states    map[string]imds.ENIState // MAC -> state in the last read, to log changes only
+	noLink    map[string]bool          // MACs listed without a link, logged once
+	adminDown map[string]bool          // MACs whose link an administrator set down, logged once
 
 	reads   readQueue
 	repairs *repairPolicy
@@ -47,12 +48,13 @@ type loop struct {
 func newLoop(o Options, sigs <-chan os.Signal, wg *sync.WaitGroup) *loop {
 	return &loop{
 		o: o, cfg: o.Config, log: o.Logger, sigs: sigs, wg: wg,
-		tracker: evidence.New(o.Config.RemoveAfter, o.Config.RemoveAfterTime),
-		links:   newLinkTracker(o.Config.PropagationWait),
-		states:  map[string]imds.ENIState{},
-		noLink:  map[string]bool{},
-		reads:   newReadQueue(),
-		repairs: newRepairPolicy(),
+		tracker:   evidence.New(o.Config.RemoveAfter, o.Config.RemoveAfterTime),
+		links:     newLinkTracker(o.Config.PropagationWait),
+		states:    map[string]imds.ENIState{},
+		noLink:    map[string]bool{},
+		adminDown: map[string]bool{},
+		reads:     newReadQueue(),
+		repairs:   newRepairPolicy(),
 	}
 }
 
@@ -248,6 +250,15 @@ func (l *loop) apply(why string) *netconf.Result {
 
 func (l *loop) logResult(why string, res *netconf.Result) {
 	for _, e := range res.ENIs {
+		if e.AdminDown != l.adminDown[e.MAC] {
+			l.adminDown[e.MAC] = e.AdminDown
+			if e.AdminDown {
+				l.log.Info("link set down by an administrator after ec2net brought it up: left down; its addresses and rules are kept",
+					zap.String("link", e.Link), zap.String("mac", e.MAC))
+			} else {
+				l.log.Info("link up again", zap.String("link", e.Link), zap.String("mac", e.MAC))
+			}
+		}
 		for _, c := range e.Applied {
 			if why == "repair" && c.Op != netconf.OpDel {
 				continue // a repair burst is logged once, as a whole
