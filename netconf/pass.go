@@ -80,7 +80,7 @@ func (r *Reconciler) compute(snap *imds.Snapshot, cfg config.Config, kind passKi
 	}
 	r.readAll = true
 	p.diff()
-	sort.SliceStable(p.changes, func(i, j int) bool { return p.changes[i].phase() < p.changes[j].phase() })
+	sortByPhase(p.changes)
 	for _, f := range p.foreign {
 		if !r.reported[f] {
 			r.reported[f] = true
@@ -88,6 +88,10 @@ func (r *Reconciler) compute(snap *imds.Snapshot, cfg config.Config, kind passKi
 		}
 	}
 	return p, nil
+}
+
+func sortByPhase(changes []Change) {
+	sort.SliceStable(changes, func(i, j int) bool { return changes[i].phase() < changes[j].phase() })
 }
 
 // tablesToRead are the tables whose foreign routes are read, only where

@@ -36,13 +36,14 @@ type loop struct {
 
 	reads   readQueue
 	repairs *repairPolicy
+	cutoff  *cutoffGuard
 
-	refresh, retry, poll, repair, readyBy *time.Timer
-	retryReq                              readReq // what the retry timer reads
-	ready                                 bool
-	lastErr                               string // last IMDS error class logged, so an outage logs once
-	lastStatus                            string
-	wedged                                bool
+	refresh, retry, poll, repair, check, readyBy *time.Timer
+	retryReq                                     readReq // what the retry timer reads
+	ready                                        bool
+	lastErr                                      string // last IMDS error class logged, so an outage logs once
+	lastStatus                                   string
+	wedged                                       bool
 }
 
 func newLoop(o Options, sigs <-chan os.Signal, wg *sync.WaitGroup) *loop {
@@ -55,6 +56,7 @@ func newLoop(o Options, sigs <-chan os.Signal, wg *sync.WaitGroup) *loop {
 		adminDown: map[string]bool{},
 		reads:     newReadQueue(),
 		repairs:   newRepairPolicy(),
+		cutoff:    newCutoffGuard(),
 	}
 }
 
@@ -69,10 +71,10 @@ func arm(t *time.Timer, d time.Duration) { t.Reset(max(d, 0)) }
 
 func (l *loop) run(ctx context.Context, ev Events) error {
 	l.refresh = time.NewTimer(jitter(l.cfg.RefreshInterval))
-	l.retry, l.poll, l.repair = stoppedTimer(), stoppedTimer(), stoppedTimer()
+	l.retry, l.poll, l.repair, l.check = stoppedTimer(), stoppedTimer(), stoppedTimer(), stoppedTimer()
 	l.readyBy = time.NewTimer(l.cfg.ReadyTimeout)
 	defer func() {
-		for _, t := range []*time.Timer{l.refresh, l.retry, l.poll, l.repair, l.readyBy} {
+		for _, t := range []*time.Timer{l.refresh, l.retry, l.poll, l.repair, l.check, l.readyBy} {
 			t.Stop()
 		}
 		ev.Close()
@@ -116,6 +118,8 @@ func (l *loop) run(ctx context.Context, ev Events) error {
 			l.requestRead(ctx, l.retryReq)
 		case <-l.poll.C:
 			l.requestRead(ctx, readReq{peek: true})
+		case <-l.check.C:
+			l.requestRead(ctx, readReq{}) // the listing alone: does IMDS still answer?
 		case <-l.repair.C:
 			l.onRepair()
 		case r := <-l.reads.results:
@@ -237,13 +241,16 @@ func (l *loop) apply(why string) *netconf.Result {
 	if l.last == nil {
 		return nil
 	}
-	res, err := l.o.Reconciler.Apply(l.last, l.cfg)
+	res, err := l.o.Reconciler.Apply(l.cutoff.filter(l.last), l.cfg)
 	if err != nil {
 		l.log.Error("reconcile failed", zap.String("trigger", why), zap.Error(err))
 		l.setStatus("degraded: " + err.Error())
 		return nil
 	}
 	l.logResult(why, res)
+	if l.cutoff.applied(res, time.Now()) {
+		arm(l.check, cutoffCheck)
+	}
 	l.setStatus(summary(res))
 	return res
 }
@@ -303,6 +310,23 @@ func (l *loop) setStatus(s string) {
 	}
 	l.lastStatus = s
 	l.o.Notify("STATUS=" + s)
+}
+
+// rollBack undoes the last change when IMDS stopped answering right
+// after it (cutoff.go).
+func (l *loop) rollBack() {
+	undo := l.cutoff.rollback(l.raw)
+	res, err := l.o.Reconciler.Revert(undo)
+	if err != nil {
+		l.log.Error("rolling back the last change failed", zap.Error(err))
+		return
+	}
+	var macs []string
+	for _, e := range res.ENIs {
+		macs = append(macs, e.MAC)
+	}
+	l.log.Error("IMDS stopped answering right after ec2net changed the routing: rolled back that change; its ENIs are held until IMDS answers",
+		zap.Int("changes", res.Writes), zap.Strings("macs", macs))
 }
 
 // jitter spreads d by ±10 % so that a fleet does not read IMDS in step.

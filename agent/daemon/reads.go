@@ -156,6 +156,9 @@ func (l *loop) onRead(ctx context.Context, r readResult) {
 }
 
 func (l *loop) onReadFailed(err error) {
+	if l.cutoff.suspect(err, time.Now()) {
+		l.rollBack()
+	}
 	class := errorClass(err)
 	if class != l.lastErr {
 		l.log.Error("IMDS read failed; keeping the current configuration", zap.String("class", class), zap.Error(err))
@@ -172,6 +175,9 @@ func (l *loop) onSnapshot(snap *imds.Snapshot) {
 		l.lastErr = ""
 	}
 	l.reads.failing.Reset()
+	for _, mac := range l.cutoff.answered(l.raw) {
+		l.log.Warn("IMDS answers again: trying the rolled-back ENI once more", zap.String("mac", mac))
+	}
 	l.logStateChanges(snap)
 	l.last = snap
 	l.apply("imds")
