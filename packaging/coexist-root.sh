@@ -6,14 +6,13 @@
 # and masks the others in an overlay, so one root serves every cell.
 #
 # Cached like nspawn-root.sh's root (default /var/tmp/ec2net-coexist-root,
-# about 90 s and 330 MB once), reused while the marker matches the recipe,
+# about 60 s and 300 MB once, after nspawn-root.sh's), reused while the marker matches the recipe,
 # built under a lock in a temporary directory and renamed into place.
 set -euo pipefail
 
 root=${1:-${EC2NET_COEXIST_ROOT:-/var/tmp/ec2net-coexist-root}}
-suite=bookworm
-include=systemd,systemd-sysv,dbus,iproute2,procps,curl,network-manager,ifupdown,isc-dhcp-client
-recipe="debootstrap minbase $suite include=$include v1"
+packages="network-manager ifupdown isc-dhcp-client"
+recipe="nspawn-root.sh + apt-get install $packages v1"
 marker=$root/.ec2net-root
 
 if [ "$(id -u)" != 0 ]; then
@@ -46,19 +45,25 @@ if valid; then
 	exit 0
 fi
 
-# The Debian mirror this machine already uses (see nspawn-root.sh).
-mirror=$(grep -rhE '^[[:space:]]*(URIs:|deb )' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null |
-	grep -oE 'https?://[^ ]*/debian/?( |$)' | grep -v -- '-security' | head -n1 | tr -d ' ' || true)
-mirror=${mirror:-http://deb.debian.org/debian}
-
+# Start from nspawn-root.sh's minimal root and add the managers with apt
+# inside a throwaway nspawn container (host network for apt only, no
+# boot): debootstrap --include of network-manager fails configuring
+# polkitd in its chroot.
+base=$(bash "$(dirname "$0")/nspawn-root.sh" | tail -n1)
 tmp=$root.tmp.$$
-trap 'rm -rf "$tmp" "$tmp.log"' EXIT
+trap 'rm -rf "$tmp"' EXIT
 rm -rf "$tmp"
-echo "coexist-root.sh: debootstrap $suite with $include from $mirror into $root (about 90 s, once)" >&2
-debootstrap --variant=minbase --include="$include" "$suite" "$tmp" "$mirror" >"$tmp.log" 2>&1 || {
+echo "coexist-root.sh: adding $packages to a copy of $base in $root (about 60 s, once)" >&2
+cp -a "$base" "$tmp"
+rm -f "$tmp/.ec2net-root"
+systemd-nspawn -q --register=no --keep-unit -D "$tmp" --pipe /bin/sh -c \
+	"export DEBIAN_FRONTEND=noninteractive; apt-get update -q && apt-get install -y -q --no-install-recommends $packages" \
+	>"$tmp.log" 2>&1 || {
 	tail -n 30 "$tmp.log" >&2
+	rm -f "$tmp.log"
 	exit 1
 }
+rm -f "$tmp.log"
 echo ec2net-coexist >"$tmp/etc/hostname"
 : >"$tmp/etc/machine-id"
 rm -f "$tmp/etc/systemd/system/getty.target.wants/"* 2>/dev/null || true
