@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"os/exec"
 	"regexp"
@@ -16,6 +17,8 @@ import (
 	"time"
 
 	"github.com/ec2net/ec2net/agent/vpcsim"
+	"github.com/ec2net/ec2net/netconf/nsutil"
+	"github.com/vishvananda/netns"
 )
 
 // probeEvery is the probe cadence per address; probeTimeout bounds one
@@ -32,20 +35,17 @@ type eventRecord struct {
 	name       string
 	start, end time.Time
 	sent, lost map[netip.Addr]int
-	deleted    map[string]int // normalised ip monitor line -> count
-	badDefault []string       // main-table defaults via a secondary ENI at a metric <= the primary's
+	firstErr   map[netip.Addr]string // why the first lost probe of an address failed
+	deleted    map[string]int        // normalised ip monitor line -> count
+	badDefault []string              // main-table defaults via a secondary ENI at a metric <= the primary's
 	note       string
 }
 
-// maxLost is the address (other than those in except) that lost the
-// most probes.
-func (e *eventRecord) maxLost(except ...netip.Addr) (netip.Addr, int) {
+// maxLost is the address that lost the most probes.
+func (e *eventRecord) maxLost() (netip.Addr, int) {
 	var worst netip.Addr
 	n := 0
 	for a, l := range e.lost {
-		if slices.Contains(except, a) {
-			continue
-		}
 		if l > n || (l == n && a.Less(worst)) {
 			worst, n = a, l
 		}
@@ -71,6 +71,7 @@ func (e *eventRecord) maxDeleted() (string, int) {
 type prober struct {
 	t      testing.TB
 	vpc    *vpcsim.VPC
+	ns     netns.NsHandle // the instance
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
@@ -82,8 +83,12 @@ type prober struct {
 }
 
 func startProber(t testing.TB, vpc *vpcsim.VPC) *prober {
+	ns, err := vpc.Handle(vpc.Instance)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &prober{t: t, vpc: vpc, cancel: cancel}
+	p := &prober{t: t, vpc: vpc, ns: ns, cancel: cancel}
 	p.begin("start")
 	if err := p.startMonitor(ctx); err != nil {
 		cancel()
@@ -114,7 +119,8 @@ func (p *prober) begin(name string) *eventRecord {
 	if p.cur != nil {
 		p.cur.end = now
 	}
-	p.cur = &eventRecord{name: name, start: now, sent: map[netip.Addr]int{}, lost: map[netip.Addr]int{}, deleted: map[string]int{}}
+	p.cur = &eventRecord{name: name, start: now, sent: map[netip.Addr]int{}, lost: map[netip.Addr]int{},
+		firstErr: map[netip.Addr]string{}, deleted: map[string]int{}}
 	p.events = append(p.events, p.cur)
 	return p.cur
 }
@@ -141,18 +147,56 @@ func (p *prober) loop(ctx context.Context) {
 				defer p.wg.Done()
 				pctx, cancel := context.WithTimeout(ctx, probeTimeout)
 				defer cancel()
-				res, err := p.vpc.ProbeTCP(pctx, a)
+				err := p.probe(pctx, a)
 				if ctx.Err() != nil {
 					return // the prober stopped: not a loss
 				}
-				if err != nil || res.SeenSource != a {
+				if err != nil {
 					p.mu.Lock()
 					ev.lost[a]++
+					if ev.firstErr[a] == "" {
+						ev.firstErr[a] = err.Error()
+					}
 					p.mu.Unlock()
 				}
 			}()
 		}
 	}
+}
+
+// probe connects from the instance, bound to src, to the remote host's
+// echo listener and checks it saw src. It does what vpcsim.ProbeTCP does
+// without taking the VPC's lock, which a concurrent Attach holds for
+// hundreds of milliseconds (that would count as lost probes on every
+// address), and without a netlink round trip per probe: a tentative or
+// missing address fails at bind, which is a lost probe too.
+func (p *prober) probe(ctx context.Context, src netip.Addr) error {
+	remote := p.vpc.RemoteIPv4
+	if src.Is6() {
+		remote = p.vpc.RemoteIPv6
+	}
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IP(src.AsSlice())}}
+	var conn net.Conn
+	err := nsutil.Do(p.ns, func() error {
+		var err error
+		conn, err = d.DialContext(ctx, "tcp", netip.AddrPortFrom(remote, vpcsim.EchoPort).String())
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil {
+		return fmt.Errorf("no echo: %w", err)
+	}
+	if seen := strings.TrimSpace(line); seen != src.String() {
+		return fmt.Errorf("remote saw %s", seen)
+	}
+	return nil
 }
 
 // monitorNoise matches deletions that follow from others and say nothing
@@ -210,6 +254,15 @@ func (p *prober) stop() {
 	p.mu.Unlock()
 }
 
+func sortedAddrs(m map[netip.Addr]int) []netip.Addr {
+	keys := make([]netip.Addr, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i].Less(keys[j]) })
+	return keys
+}
+
 // deletionKinds counts an event's deletions by kind.
 func (e *eventRecord) deletionKinds() (rules, routes, addrs int) {
 	for k, c := range e.deleted {
@@ -235,13 +288,8 @@ func (p *prober) report() string {
 		if e.name == "start" {
 			continue
 		}
-		keys := make([]netip.Addr, 0, len(e.lost))
-		for k := range e.lost {
-			keys = append(keys, k)
-		}
-		sort.Slice(keys, func(i, j int) bool { return keys[i].Less(keys[j]) })
 		losses := []string{}
-		for _, k := range keys {
+		for _, k := range sortedAddrs(e.lost) {
 			losses = append(losses, fmt.Sprintf("%s:%d", k, e.lost[k]))
 		}
 		lost := "none lost"
@@ -259,6 +307,9 @@ func (p *prober) report() string {
 		}
 		if e.note != "" {
 			fmt.Fprintf(&b, "  (%s)", e.note)
+		}
+		if a, n := e.maxLost(); n > 0 {
+			fmt.Fprintf(&b, "\n               first failure of %s: %s", a, e.firstErr[a])
 		}
 		b.WriteString("\n")
 	}
