@@ -59,17 +59,37 @@ type cell struct {
 	id      string
 	manager string
 	dropins bool
+	extra   map[string]string // more files for the root
 }
 
 var cells = []cell{
-	{"networkd-eth0/plain", "networkd-eth0", false},
-	{"networkd-eth0/dropins", "networkd-eth0", true},
-	{"networkd-all/plain", "networkd-all", false},
-	{"networkd-all/dropins", "networkd-all", true},
-	{"networkmanager/plain", "networkmanager", false},
-	{"networkmanager/dropins", "networkmanager", true},
-	{"ifupdown/plain", "ifupdown", false},
+	{"networkd-eth0/plain", "networkd-eth0", false, nil},
+	{"networkd-eth0/dropins", "networkd-eth0", true, nil},
+	{"networkd-all/plain", "networkd-all", false, nil},
+	{"networkd-all/dropins", "networkd-all", true, nil},
+	// amazon-ec2-net-utils taken over (packaging/dropins/README.md): its
+	// per-ENI units gone, 80-ec2.network kept for eth0, and a runtime
+	// .network sorted before it that leaves every other ENI unmanaged
+	// (Driver=ena ixgbevf vif on EC2; the simulator's ENIs are veths).
+	{"networkd-all/takeover", "networkd-all", true, map[string]string{
+		// /run is a fresh tmpfs in the container: /etc here.
+		"etc/systemd/network/70-ec2net-secondary-enis.network": takeoverNetwork,
+	}},
+	{"networkmanager/plain", "networkmanager", false, nil},
+	{"networkmanager/dropins", "networkmanager", true, nil},
+	{"ifupdown/plain", "ifupdown", false, nil},
 }
+
+// takeoverNetwork is what ec2net would write at start (in /run, so an AMI
+// baked from the instance carries no MAC or name): every ENI but the
+// primary (named at run time) unmanaged, before 80-ec2.network matches.
+const takeoverNetwork = `[Match]
+Driver=veth
+Name=!eth0
+
+[Link]
+Unmanaged=yes
+`
 
 func strict() bool { return os.Getenv("EC2NET_COEXIST_STRICT") == "1" }
 
@@ -171,7 +191,7 @@ func installDropins(t *testing.T, root string) {
 
 func runCell(t *testing.T, c cell) {
 	p := packages(t)
-	b := bootCell(t, c.manager, c.dropins, nil)
+	b := bootCell(t, c.manager, c.dropins, c.extra)
 	start := time.Now()
 	b.waitPrimary(t, 30*time.Second)
 	primaryAt := time.Since(start)
