@@ -30,6 +30,9 @@ type manager struct {
 	hotplug string // shell, %s = link name; "" = nothing to do
 	// Event commands in the container.
 	restart, reload, reconfigure string
+	// reloadConf makes the manager read its own configuration again
+	// without a restart (for drop-ins installed at run time).
+	reloadConf string
 	// dhcpLostWindow is how long the DHCP-lost event is watched: long
 	// enough for the manager's own DHCP timeout to fire.
 	dhcpLostWindow time.Duration
@@ -107,6 +110,7 @@ var managers = map[string]manager{
 		restart:        "systemctl restart systemd-networkd",
 		reload:         "networkctl reload",
 		reconfigure:    "networkctl reconfigure eth0",
+		reloadConf:     "networkctl reload",
 		dhcpLostWindow: 8 * time.Second,
 	},
 	"networkd-all": {
@@ -128,6 +132,7 @@ var managers = map[string]manager{
 		// reapply fails on a device NM does not manage (with the
 		// drop-in): that is fine, the event is what NM does.
 		reconfigure: "nmcli device reapply eth0; nmcli device reapply eth1 || true",
+		reloadConf:  "nmcli general reload conf",
 		// ipv4.dhcp-timeout is 45 s: the activation of an ENI without a
 		// DHCP answer fails then, and NM removes its addresses.
 		dhcpLostWindow: 50 * time.Second,

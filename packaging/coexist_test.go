@@ -60,24 +60,31 @@ type cell struct {
 	manager string
 	dropins bool
 	extra   map[string]string // more files for the root
+	// runtime installs the drop-ins into the running system after the
+	// cold event, as the package would, followed by the manager's
+	// configuration reload and a reconfigure before any restart: when
+	// does each drop-in take effect?
+	runtime bool
 }
 
 var cells = []cell{
-	{"networkd-eth0/plain", "networkd-eth0", false, nil},
-	{"networkd-eth0/dropins", "networkd-eth0", true, nil},
-	{"networkd-all/plain", "networkd-all", false, nil},
-	{"networkd-all/dropins", "networkd-all", true, nil},
+	{id: "networkd-eth0/plain", manager: "networkd-eth0", dropins: false},
+	{id: "networkd-eth0/dropins", manager: "networkd-eth0", dropins: true},
+	{id: "networkd-all/plain", manager: "networkd-all", dropins: false},
+	{id: "networkd-all/dropins", manager: "networkd-all", dropins: true},
 	// amazon-ec2-net-utils taken over (packaging/dropins/README.md): its
 	// per-ENI units gone, 80-ec2.network kept for eth0, and a runtime
 	// .network sorted before it that leaves every other ENI unmanaged
 	// (Driver=ena ixgbevf vif on EC2; the simulator's ENIs are veths).
-	{"networkd-all/takeover", "networkd-all", true, map[string]string{
+	{id: "networkd-all/takeover", manager: "networkd-all", dropins: true, extra: map[string]string{
 		// /run is a fresh tmpfs in the container: /etc here.
 		"etc/systemd/network/70-ec2net-secondary-enis.network": takeoverNetwork,
 	}},
-	{"networkmanager/plain", "networkmanager", false, nil},
-	{"networkmanager/dropins", "networkmanager", true, nil},
-	{"ifupdown/plain", "ifupdown", false, nil},
+	{id: "networkmanager/plain", manager: "networkmanager", dropins: false},
+	{id: "networkmanager/dropins", manager: "networkmanager", dropins: true},
+	{id: "ifupdown/plain", manager: "ifupdown", dropins: false},
+	{id: "networkd-eth0/dropins-at-runtime", manager: "networkd-eth0", runtime: true},
+	{id: "networkmanager/dropins-at-runtime", manager: "networkmanager", runtime: true},
 }
 
 // takeoverNetwork is what ec2net would write at start (in /run, so an AMI
@@ -215,6 +222,15 @@ func runCell(t *testing.T, c cell) {
 		ev.badDefault = b.badDefaults()
 	}
 	observe("cold", 3*time.Second, nil)
+	if c.runtime {
+		observe("install-dropins", 3*time.Second, func(ev *eventRecord) {
+			installDropins(t, b.m.root)
+			ev.note = b.run(b.mgr.reloadConf)
+		})
+		observe("reconfigure-before-restart", 4*time.Second, func(ev *eventRecord) {
+			ev.note = b.run(b.mgr.reconfigure)
+		})
+	}
 	observe("hot-attach", 3*time.Second, func(ev *eventRecord) {
 		at := time.Now()
 		must(t, b.vpc.Attach(cxHot))
@@ -227,9 +243,7 @@ func runCell(t *testing.T, c cell) {
 		{"restart", b.mgr.restart}, {"reload", b.mgr.reload}, {"reconfigure", b.mgr.reconfigure},
 	} {
 		observe(e.name, 4*time.Second, func(ev *eventRecord) {
-			if out, err := b.m.exec(e.cmd); err != nil {
-				ev.note = "command failed: " + strings.TrimSpace(lastLine(out))
-			}
+			ev.note = b.run(e.cmd)
 		})
 	}
 	observe("dhcp-lost", b.mgr.dhcpLostWindow, func(ev *eventRecord) {
@@ -242,7 +256,18 @@ func runCell(t *testing.T, c cell) {
 	})
 	b.dhcp.SetAnswering(true)
 	pr.stop()
+	final, _ := b.m.exec("ip -4 route show default; ip -6 route show default; nmcli -t device 2>/dev/null || true")
+	t.Logf("MATRIX %s final defaults and devices:\n%s", c.id, final)
 	verdict(t, c.id, pr, primaryAt)
+}
+
+// run runs an event's command in the container and returns a note when
+// it failed.
+func (b *cellBed) run(cmd string) string {
+	if out, err := b.m.exec(cmd); err != nil {
+		return "command failed: " + strings.TrimSpace(lastLine(out))
+	}
+	return ""
 }
 
 // verdict logs the cell's table and checks the product assertions (only
