@@ -80,7 +80,6 @@ func (d *DHCP) Refresh() error {
 		if _, ok := d.servers[sub.bridge]; ok {
 			continue
 		}
-		sub := sub
 		srv, err := vpcdhcp.Start(vpcdhcp.Config{
 			NetNS:           h,
 			Interface:       sub.bridge,
