@@ -44,6 +44,7 @@ import (
 //			ether type arp accept
 //			icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit } accept
 //			ip6 saddr fe80::/10 accept
+//			udp sport 68 udp dport 67 accept
 //			iifname vmap @from_eni
 //		}
 //		chain postrouting {
@@ -173,6 +174,11 @@ func hookRules(from bool, m *nftables.Set) [][]expr.Any {
 	}
 	for _, p := range append(passIPv6, passIPv4...) {
 		rules = append(rules, append(matchPrefix(netip.MustParsePrefix(p), from, false, true), acc))
+	}
+	if from {
+		// A DHCP DISCOVER comes from 0.0.0.0, which no ENI owns; the
+		// VPC's DHCP answers in front of the check.
+		rules = append(rules, append(matchDHCPv4Client(), acc))
 	}
 	return append(rules, []expr.Any{
 		&expr.Meta{Key: meta, Register: reg1},
