@@ -275,3 +275,38 @@ func TestFastCutoffGuard(t *testing.T) {
 		t.Error("a failure long after the change suspected")
 	}
 }
+
+// Results arriving out of order: an older read changes only what nothing
+// newer has read, and the newest listing says which ENIs exist.
+func TestFastMergeKeepsTheFreshestRead(t *testing.T) {
+	t0 := time.Now()
+	snapOf := func(enis ...imds.ENI) *imds.Snapshot { return &imds.Snapshot{ENIs: enis} }
+	a1 := imds.ENI{MAC: "02:00:00:00:00:0a", DeviceNumber: 1}
+	b1 := imds.ENI{MAC: "02:00:00:00:00:0b", DeviceNumber: 2, State: imds.Pending}
+	b2 := b1
+	b2.State = imds.Complete
+	a2 := a1
+	a2.DeviceNumber = 7 // a stale value from the slow read
+	var f freshness
+	cur := snapOf(a1, b1)
+	raw, _ := f.merge(nil, nil, readResult{raw: cur, snap: cur, started: t0, full: true})
+	// A new link's read (started later) completes first: b is complete.
+	fast := snapOf(a1, b2)
+	raw, _ = f.merge(raw, raw, readResult{raw: fast, snap: fast, started: t0.Add(2 * time.Second), macs: []string{b2.MAC}})
+	// Then the slow refresh that started before it, with old data for b
+	// and its own (newer than t0) read of a.
+	slow := snapOf(a2, b1)
+	raw, _ = f.merge(raw, raw, readResult{raw: slow, snap: slow, started: t0.Add(time.Second), full: true})
+	if got := raw.ENI(b1.MAC); got == nil || got.State != imds.Complete {
+		t.Errorf("the older read overwrote the newer one: %+v", got)
+	}
+	if got := raw.ENI(a1.MAC); got == nil || got.DeviceNumber != 7 {
+		t.Errorf("the slow read's own newer data for a was dropped: %+v", got)
+	}
+	// A newer listing without b drops it.
+	gone := snapOf(a1)
+	raw, _ = f.merge(raw, raw, readResult{raw: gone, snap: gone, started: t0.Add(3 * time.Second), macs: nil})
+	if raw.ENI(b1.MAC) != nil || raw.ENI(a1.MAC) == nil {
+		t.Errorf("after a listing without b: %+v", raw.ENIs)
+	}
+}

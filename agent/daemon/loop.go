@@ -93,7 +93,7 @@ func (l *loop) run(ctx context.Context, ev Events) error {
 	if links, err := l.o.Reconciler.Links(); err == nil {
 		l.links.seed(links)
 	}
-	l.startRead(ctx, readReq{full: true})
+	l.startRead(ctx, readReq{full: true}, &l.reads.main)
 
 	for {
 		select {
@@ -193,7 +193,7 @@ func (l *loop) onLinks(ctx context.Context) {
 	if len(macs) > 0 {
 		// Just the new ENI (and the listing): a slow key elsewhere must
 		// not hold up its configuration.
-		l.requestRead(ctx, readReq{macs: macs})
+		l.requestRead(ctx, readReq{macs: macs, attach: true})
 	}
 }
 
