@@ -1,0 +1,93 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ec2net/ec2net/agent/config"
+)
+
+// The committed man pages, configuration file and completions are what the
+// generator makes from agent/config now: a key added, renamed or
+// re-documented without `go run ./packaging/genman` fails here.
+func TestCommittedFilesAreGenerated(t *testing.T) {
+	stale, err := Stale("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range stale {
+		t.Errorf("%s differs from what genman generates: run go run ./packaging/genman", p)
+	}
+}
+
+// Every key appears as an option in ec2net(8), as a key in ec2net.conf(5)
+// and in both completions; and the check really fails on a stale file.
+func TestEveryKeyEverywhere(t *testing.T) {
+	files, err := Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range config.Keys() {
+		r := roff(k)
+		for path, want := range map[string]string{
+			"packaging/ec2net.8":                `.BI \-\-` + r + ` " value"`,
+			"packaging/ec2net.conf.5":           ".BI " + r + ` " = value"`,
+			"packaging/ec2net.conf":             "# " + k + " =",
+			"packaging/completions/ec2net.bash": " --" + k,
+			"packaging/completions/_ec2net":     "'--" + k + "=[",
+		} {
+			if !strings.Contains(string(files[path]), want) {
+				t.Errorf("%s lacks %q", path, want)
+			}
+		}
+	}
+	root := t.TempDir()
+	for path, data := range files {
+		p := filepath.Join(root, path)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if stale, err := Stale(root); err != nil || len(stale) != 0 {
+		t.Fatalf("fresh output is stale: %v %v", stale, err)
+	}
+	bad := filepath.Join(root, "packaging/ec2net.8")
+	if err := os.WriteFile(bad, append(files["packaging/ec2net.8"], ".\\\" edited\n"...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if stale, _ := Stale(root); len(stale) != 1 || stale[0] != "packaging/ec2net.8" {
+		t.Errorf("an edited ec2net.8 is not reported stale: %v", stale)
+	}
+}
+
+// The pages format without warnings (man --warnings), when man is here.
+func TestManPagesFormatCleanly(t *testing.T) {
+	if _, err := exec.LookPath("man"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("man is not installed (apt-get install man-db)")
+		}
+		t.Skip("man is not installed")
+	}
+	for _, page := range []string{"../ec2net.8", "../ec2net.conf.5"} {
+		cmd := exec.Command("man", "--warnings", "-l", page)
+		cmd.Env = append(os.Environ(), "MANWIDTH=80", "LC_ALL=C.UTF-8")
+		cmd.Stdout = nil
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Errorf("man -l %s: %v\n%s", page, err, out)
+			continue
+		}
+		// Warnings go to stderr interleaved; groff prefixes them.
+		for _, l := range strings.Split(string(out), "\n") {
+			if strings.Contains(l, "warning:") || strings.Contains(l, "troff:") {
+				t.Errorf("%s: %s", page, l)
+			}
+		}
+	}
+}
