@@ -133,15 +133,22 @@ stage_common() {
 YAML
 }
 
+# scriptlet prints a shared maintainer script without its comment lines
+# (the .deb keeps them): rpmlint reads words such as "rpm" in comments as
+# dangerous commands, and rpm stores scriptlets in the package header.
+scriptlet() {
+	sed -e '/^[[:space:]]*#/d' "$1"
+}
+
 # rpm_spec: the spec with the shared maintainer scripts and a changelog.
 rpm_spec() {
 	cat packaging/ec2net.spec.in
 	printf '\n%%post\n'
-	cat packaging/scripts/postinstall.sh
+	scriptlet packaging/scripts/postinstall.sh
 	printf '\n%%preun\n'
-	cat packaging/scripts/preremove.sh
+	scriptlet packaging/scripts/preremove.sh
 	printf '\n%%postun\n'
-	cat packaging/scripts/postremove.sh
+	scriptlet packaging/scripts/postremove.sh
 	printf '\n%%changelog\n* %s ec2net maintainers <ec2net@users.noreply.github.com> - %s-%s\n- Snapshot %s built from git.\n' \
 		"$(LC_ALL=C date -u -d "@$SOURCE_DATE_EPOCH" '+%a %b %d %Y')" "$EC2NET_VERSION" "$EC2NET_RELEASE" "$version"
 }

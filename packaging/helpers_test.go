@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -135,13 +136,40 @@ func buildPackages() (builtPackages, error) {
 	return b, err
 }
 
+// packagePaths finds the versioned packages build.sh wrote in dir
+// (ec2net_<version>_<arch>.deb, ec2net-<version>.<arch>.rpm); the copies
+// under stable names (ec2net_<arch>.deb, ec2net.<arch>.rpm) are checked
+// to be the same files.
 func packagePaths(dir string) (deb, rpm string, err error) {
-	debs, _ := filepath.Glob(filepath.Join(dir, "*.deb"))
-	rpms, _ := filepath.Glob(filepath.Join(dir, "*.rpm"))
+	debs, _ := filepath.Glob(filepath.Join(dir, "ec2net_*_*.deb"))
+	rpms, _ := filepath.Glob(filepath.Join(dir, "ec2net-*.rpm"))
 	if len(debs) != 1 || len(rpms) != 1 {
-		return "", "", fmt.Errorf("expected one .deb and one .rpm in %s, got %v %v", dir, debs, rpms)
+		return "", "", fmt.Errorf("expected one versioned .deb and .rpm in %s, got %v %v", dir, debs, rpms)
+	}
+	for _, p := range [][2]string{
+		{debs[0], filepath.Join(dir, "ec2net_"+goarch()+".deb")},
+		{rpms[0], filepath.Join(dir, "ec2net."+rpmArch(goarch())+".rpm")},
+	} {
+		a, err1 := os.ReadFile(p[0])
+		b, err2 := os.ReadFile(p[1])
+		if err1 != nil || err2 != nil || !bytes.Equal(a, b) {
+			return "", "", fmt.Errorf("%s is not a copy of %s (%v, %v)", p[1], p[0], err1, err2)
+		}
 	}
 	return debs[0], rpms[0], nil
+}
+
+// goarch is the architecture build.sh builds for by default: the test's.
+func goarch() string { return runtime.GOARCH }
+
+func rpmArch(goarch string) string {
+	switch goarch {
+	case "amd64":
+		return "x86_64"
+	case "arm64":
+		return "aarch64"
+	}
+	return goarch
 }
 
 // rootCache returns the cached minimal Debian root (built by
