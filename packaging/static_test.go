@@ -364,7 +364,7 @@ type ec2NetUtils struct {
 func fakeEC2NetUtils(t *testing.T, root string) ec2NetUtils {
 	t.Helper()
 	files := map[string]string{
-		"usr/lib/udev/rules.d/99-vpc-policy-routes.rules":     "SUBSYSTEM==\"net\", ACTION==\"add\", RUN+=\"/usr/bin/true\"\n",
+		"usr/lib/udev/rules.d/99-vpc-policy-routes.rules":       "SUBSYSTEM==\"net\", ACTION==\"add\", RUN+=\"/usr/bin/true\"\n",
 		"usr/lib/systemd/system/policy-routes@.service":         "[Service]\nType=oneshot\nExecStart=/usr/bin/true\n",
 		"usr/lib/systemd/system/refresh-policy-routes@.service": "[Service]\nType=oneshot\nExecStart=/usr/bin/true\n",
 		"usr/lib/systemd/system/refresh-policy-routes@.timer":   "[Timer]\nOnUnitInactiveSec=60\n",
