@@ -133,7 +133,7 @@ func TestDebContents(t *testing.T) {
 	// Every directory a file lands in is in the archive too (dpkg owns
 	// directories by listing them).
 	for path := range got {
-		if dir := filepath.Dir(strings.TrimSuffix(path, "/")) + "/"; dir != "./" && got[dir] == "" {
+		if dir := "./" + filepath.Dir(strings.TrimSuffix(strings.TrimPrefix(path, "./"), "/")) + "/"; dir != "././" && got[dir] == "" {
 			t.Errorf("deb: %s is in the archive but its directory %s is not", path, dir)
 		}
 	}
