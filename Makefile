@@ -17,7 +17,7 @@ LDFLAGS := -X main.version=$(VERSION)
 # Tests that build the binary find it here.
 export EC2NET_BIN := $(CURDIR)/bin/ec2net
 
-.PHONY: all build demo iproute2 test test-short test-deps bench fuzz packages man check-unit vet clean go
+.PHONY: all print-go-path build demo iproute2 test test-short test-deps bench fuzz packages man check-unit vet clean go
 
 all: build
 
@@ -25,6 +25,10 @@ all: build
 # Go (and the version go.mod needs) when there is none.
 go:
 	@PATH='$(ORIG_PATH)' scripts/find-go.sh >/dev/null
+
+# For the tests: the go that make uses.
+print-go-path:
+	@echo $(GO)
 
 build: go
 	@mkdir -p bin
