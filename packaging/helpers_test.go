@@ -173,14 +173,19 @@ func rpmArch(goarch string) string {
 }
 
 // rootCache returns the cached minimal Debian root (built by
-// nspawn-root.sh on first use, about 40 s).
-func rootCache(t testing.TB) string {
+// nspawn-root.sh on first use, about 1 min); with "cloud-init", the one
+// that has Debian's cloud-init too.
+func rootCache(t testing.TB, with ...string) string {
 	t.Helper()
 	requireTools(t, "debootstrap", "systemd-nspawn")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	start := time.Now()
-	out, err := command(ctx, nil, "bash", "packaging/nspawn-root.sh")
+	args := []string{"packaging/nspawn-root.sh"}
+	for _, w := range with {
+		args = append(args, "--with", w)
+	}
+	out, err := command(ctx, nil, "bash", args...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,9 +200,9 @@ func rootCache(t testing.TB) string {
 // overlayRoot mounts a writable overlay over the cached root, so the test
 // can install and boot without changing the cache; unmounted and deleted
 // when the test ends.
-func overlayRoot(t testing.TB) string {
+func overlayRoot(t testing.TB, with ...string) string {
 	t.Helper()
-	lower := rootCache(t)
+	lower := rootCache(t, with...)
 	dir := t.TempDir()
 	upper, work, merged := filepath.Join(dir, "upper"), filepath.Join(dir, "work"), filepath.Join(dir, "merged")
 	for _, d := range []string{upper, work, merged} {

@@ -82,7 +82,9 @@ func bootMachine(t testing.TB, root, netnsName string) *machine {
 		}
 		return false, "children of nspawn: " + string(data)
 	})
-	waitFor(t, 30*time.Second, "systemd in the container to finish booting", func() (bool, string) {
+	// Generous: with cloud-init, boot runs four Python stages, on a
+	// machine that other tests load too.
+	waitFor(t, 2*time.Minute, "systemd in the container to finish booting", func() (bool, string) {
 		select {
 		case <-m.exited:
 			t.Fatalf("systemd-nspawn exited during boot:\n%s", m.output())

@@ -1,6 +1,9 @@
 #!/bin/bash
-# nspawn-root.sh [dir]: make (once) a minimal Debian bookworm root that
-# systemd-nspawn --boot can start, for the real-systemd package tests.
+# nspawn-root.sh [--with cloud-init] [dir]: make (once) a minimal Debian
+# bookworm root that systemd-nspawn --boot can start, for the real-systemd
+# package tests. --with cloud-init adds Debian's cloud-init (a separate
+# root, /var/tmp/ec2net-nspawn-root-cloud-init by default): the user-data
+# test validates with its "cloud-init schema" and boots it for real.
 #
 # The root is cached (default /var/tmp/ec2net-nspawn-root) and reused while
 # its marker file matches this script's recipe; tests never write to it:
@@ -10,9 +13,25 @@
 # developer and CI on one box) never see or make a half-built root.
 set -euo pipefail
 
-root=${1:-${EC2NET_NSPAWN_ROOT:-/var/tmp/ec2net-nspawn-root}}
+with=
+if [ "${1:-}" = --with ]; then
+	[ "${2:-}" = cloud-init ] || {
+		echo "nspawn-root.sh: --with takes cloud-init" >&2
+		exit 1
+	}
+	with=$2
+	shift 2
+fi
 suite=bookworm
 include=systemd,systemd-sysv,dbus,iproute2,procps,curl
+default_root=/var/tmp/ec2net-nspawn-root
+if [ -n "$with" ]; then
+	include=$include,$with
+	default_root=$default_root-$with
+fi
+# EC2NET_NSPAWN_ROOT moves the base root; a variant gets "-<variant>" added.
+[ -z "${EC2NET_NSPAWN_ROOT:-}" ] || default_root=$EC2NET_NSPAWN_ROOT${with:+-$with}
+root=${1:-$default_root}
 recipe="debootstrap minbase $suite include=$include v1"
 marker=$root/.ec2net-root
 
@@ -56,7 +75,7 @@ mirror=${mirror:-http://deb.debian.org/debian}
 tmp=$root.tmp.$$
 trap 'rm -rf "$tmp"' EXIT
 rm -rf "$tmp"
-echo "nspawn-root.sh: debootstrap $suite from $mirror into $root (about 40 s, once)" >&2
+echo "nspawn-root.sh: debootstrap $suite${with:+ with $with} from $mirror into $root (about 1 min, once)" >&2
 debootstrap --variant=minbase --include="$include" "$suite" "$tmp" "$mirror" >"$tmp.log" 2>&1 || {
 	tail -n 30 "$tmp.log" >&2
 	rm -f "$tmp.log"
