@@ -49,7 +49,7 @@ func TestUserDataSchema(t *testing.T) {
 	version, _ := command(context.Background(), nil, "chroot", root, "cloud-init", "--version")
 	t.Logf("cloud-init schema (%s): %s", strings.TrimSpace(version), strings.TrimSpace(out))
 
-	broken := strings.Replace(ud, "  - - cloud-init-per\n", "  - - cloud-init-per\n  - 7: [x]\n", 1)
+	broken := strings.Replace(ud, "bootcmd:\n", "bootcmd:\n  - {7: [x]}\n", 1)
 	if out, err := cloudInitSchema(t, root, broken); err == nil {
 		t.Errorf("cloud-init schema accepted a broken bootcmd:\n%s", out)
 	}
@@ -60,7 +60,10 @@ func TestUserDataSchema(t *testing.T) {
 //   - first boot: the configuration drop-in is written before the package
 //     is installed and before the first "ec2net apply", which configures
 //     the ENI attached at launch and honours the drop-in's exclusion; the
-//     boot completes and the service is enabled and active;
+//     boot completes (bootcmd runs in cloud-init.service, ordered before
+//     sysinit.target, where a blocking "systemctl start" in the package's
+//     postinst would deadlock the boot: ec2net.service comes after
+//     sysinit.target) and the service is enabled and active;
 //   - second boot (the configuration removed from the kernel before, as a
 //     reboot would): the first-boot script does not run again, and the
 //     service alone configures the ENI again.
@@ -104,7 +107,10 @@ func TestCloudInitUserData(t *testing.T) {
 		[]byte("datasource_list: [NoCloud]\nnetwork: {config: disabled}\n"), 0o644))
 
 	// First boot.
-	m := bootMachine(t, root, vpc.Instance)
+	m := bootMachine(t, root, vpc.Instance) // fails if the boot hangs
+	if b := m.unitProperty("cloud-init.service", "Before"); !strings.Contains(b, "sysinit.target") {
+		t.Errorf("cloud-init.service is not ordered before sysinit.target here (Before=%s): the deadlock case is not covered", b)
+	}
 	m.mustExec("cloud-init status --wait >/dev/null || true")
 	log1 := m.mustExec("cat /var/log/cloud-init-output.log")
 	if !strings.Contains(log1, "ec2net user data: first boot") {
@@ -154,6 +160,9 @@ func TestCloudInitUserData(t *testing.T) {
 	log2 := m2.mustExec("cat /var/log/cloud-init-output.log")
 	if n := strings.Count(log2, "ec2net user data: first boot"); n != 1 {
 		t.Errorf("the first-boot script ran %d times over two boots, want 1:\n%s", n, log2)
+	}
+	if _, err := m2.exec("test -e /var/lib/cloud/instance/sem/ec2net-user-data"); err != nil {
+		t.Errorf("the first-boot marker is missing: %v", err)
 	}
 	if n := strings.Count(log2, "ec2net apply: "); n != 1 {
 		t.Errorf("ec2net apply ran %d times from user data over two boots, want 1 (the service covers later boots)", n)
