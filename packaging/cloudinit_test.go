@@ -104,7 +104,7 @@ func TestCloudInitUserData(t *testing.T) {
 	// Only the NoCloud seed; cloud-init leaves the network (the simulated
 	// instance's) alone.
 	must(t, os.WriteFile(filepath.Join(root, "etc/cloud/cloud.cfg.d/05-ec2net-test.cfg"),
-		[]byte("datasource_list: [NoCloud]\nnetwork: {config: disabled}\n"), 0o644))
+		[]byte("datasource_list: [NoCloud]\nnetwork: {config: disabled}\nlocale: false\n"), 0o644))
 
 	// First boot.
 	m := bootMachine(t, root, vpc.Instance) // fails if the boot hangs
@@ -161,7 +161,7 @@ func TestCloudInitUserData(t *testing.T) {
 	if n := strings.Count(log2, "ec2net user data: first boot"); n != 1 {
 		t.Errorf("the first-boot script ran %d times over two boots, want 1:\n%s", n, log2)
 	}
-	if _, err := m2.exec("test -e /var/lib/cloud/instance/sem/ec2net-user-data"); err != nil {
+	if _, err := m2.exec("test -e /var/lib/cloud/instance/sem/ec2net_user_data"); err != nil {
 		t.Errorf("the first-boot marker is missing: %v", err)
 	}
 	if n := strings.Count(log2, "ec2net apply: "); n != 1 {
