@@ -61,6 +61,9 @@ func TestSystemdService(t *testing.T) {
 	t.Cleanup(nl.Close)
 
 	copyFile(t, p.Deb, filepath.Join(root, "root/ec2net-1.deb"))
+	// amazon-ec2-net-utils' files, as on Amazon Linux 2023: the package
+	// masks its per-ENI units under a running systemd too.
+	netUtils := fakeEC2NetUtils(t, root)
 	copyFile(t, p.Deb2, filepath.Join(root, "root/ec2net-2.deb"))
 	m := bootMachine(t, root, vpc.Instance)
 	t.Cleanup(func() {
@@ -134,13 +137,19 @@ func TestSystemdService(t *testing.T) {
 			t.Errorf("the service was active before the cold ENI's rule existed: READY=1 came before the first reconcile")
 		}
 	}
+	netUtils.assertMasked(t, "dpkg -i under systemd")
+	for _, u := range []string{"policy-routes@eth1.service", "refresh-policy-routes@eth1.timer"} {
+		if s := m.unitProperty(u, "LoadState"); s != "masked" {
+			t.Errorf("after dpkg -i, %s is %s, want masked", u, s)
+		}
+	}
 	if activating == 0 {
 		t.Errorf("never saw the service activating during dpkg -i (%d samples): is READY sent at start, before the reconcile?", len(samples))
 	}
 	if !hasRule(nl, coldAddr) || !hasAddr(nl, pkgCold.IPv4[1]) {
 		t.Errorf("cold-attached %s not configured when the service became active", pkgCold.Name)
 	}
-	check("dpkg -i enabled and started %s in %v; %d of %d samples 'activating', never active before the cold ENI's rule; status %q",
+	check("dpkg -i enabled and started %s in %v; %d of %d samples 'activating', never active before the cold ENI's rule; status %q; amazon-ec2-net-utils' per-ENI units masked",
 		unit, installTook.Round(time.Millisecond), activating, len(samples), m.unitProperty(unit, "StatusText"))
 	if w := m.unitProperty(unit, "WatchdogUSec"); w == "0" || w == "infinity" || w == "" {
 		t.Errorf("the packaged unit has no watchdog (WatchdogUSec=%q)", w)
@@ -260,7 +269,11 @@ func TestSystemdService(t *testing.T) {
 	if !hasRule(nl, hotAddr) {
 		t.Errorf("dpkg -r flushed the network configuration")
 	}
-	check("dpkg -r: service stopped and disabled, binary and unit gone, conffile and network configuration kept")
+	netUtils.assertUnmasked(t, "dpkg -r under systemd")
+	if s := m.unitProperty("policy-routes@eth1.service", "LoadState"); s != "loaded" {
+		t.Errorf("after dpkg -r, policy-routes@eth1.service is %s, want loaded (unmasked)", s)
+	}
+	check("dpkg -r: service stopped and disabled, binary and unit gone, conffile and network configuration kept; amazon-ec2-net-utils' units unmasked")
 
 	// 8. Re-installing after a remove counts as a fresh install (dpkg
 	// passes the old version to postinst then).

@@ -91,3 +91,54 @@ func TestManPagesFormatCleanly(t *testing.T) {
 		}
 	}
 }
+
+// The bash completion completes commands, then the options of the command
+// given (a configuration key, --config, a command's own flag), and nothing
+// after an option that takes a value.
+func TestBashCompletion(t *testing.T) {
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Fatal("bash is not installed")
+	}
+	complete := func(words ...string) string {
+		t.Helper()
+		script := `source ../completions/ec2net.bash
+COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); _ec2net; printf '%s\n' "${COMPREPLY[@]}"`
+		out, err := exec.Command(bash, append([]string{"-c", script, "bash"}, words...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("complete %q: %v\n%s", words, err, out)
+		}
+		return strings.Join(strings.Fields(string(out)), " ")
+	}
+	for _, c := range []struct {
+		words []string
+		want  string
+	}{
+		{[]string{"ec2net", "st"}, "status"},
+		{[]string{"ec2net", "apply", "--mt"}, "--mtu"},
+		{[]string{"ec2net", "status", "--js"}, "--json"},
+		{[]string{"ec2net", "plan", "--exit"}, "--exit-code"},
+		{[]string{"ec2net", "apply", "--js"}, ""},
+		{[]string{"ec2net", "apply", "--mtu", "--"}, ""},
+		{[]string{"ec2net", "defaults", "--con"}, ""},
+	} {
+		if got := complete(c.words...); got != c.want {
+			t.Errorf("complete %q = %q, want %q", c.words, got, c.want)
+		}
+	}
+}
+
+// The zsh completion parses (zsh -n), where zsh is installed (make test's
+// scripts/test-deps.sh installs it).
+func TestZshCompletionParses(t *testing.T) {
+	zsh, err := exec.LookPath("zsh")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("zsh is not installed (apt-get install zsh)")
+		}
+		t.Skip("zsh is not installed")
+	}
+	if out, err := exec.Command(zsh, "-n", "../completions/_ec2net").CombinedOutput(); err != nil {
+		t.Errorf("zsh -n _ec2net: %v\n%s", err, out)
+	}
+}
