@@ -100,7 +100,7 @@ if [ -z "$nfpm" ]; then
 	nfpm="$(go env GOPATH)/bin/nfpm"
 	if [ ! -x "$nfpm" ]; then
 		echo "build.sh: installing $nfpm_module" >&2
-		GOARCH= go install "$nfpm_module"
+		GOARCH='' go install "$nfpm_module"
 	fi
 fi
 
