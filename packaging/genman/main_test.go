@@ -142,3 +142,25 @@ func TestZshCompletionParses(t *testing.T) {
 		t.Errorf("zsh -n _ec2net: %v\n%s", err, out)
 	}
 }
+
+// Every command the man page and the completions list is one the program
+// accepts: "ec2net <command> --help" (or the command itself, for those
+// without options) exits 0, and an unknown command does not.
+func TestCommandsExistInTheProgram(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "ec2net")
+	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/ec2net").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	for _, c := range commands {
+		args := []string{c.Name}
+		if c.Keys {
+			args = append(args, "--help")
+		}
+		if out, err := exec.Command(bin, args...).CombinedOutput(); err != nil {
+			t.Errorf("ec2net %s: %v (genman lists a command the program does not have)\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	if err := exec.Command(bin, "no-such-command").Run(); err == nil {
+		t.Error("an unknown command exits 0: this check proves nothing")
+	}
+}
