@@ -33,25 +33,32 @@ var templates embed.FS
 // command is one ec2net subcommand as the man page and completions list it.
 type command struct {
 	Name    string
-	Summary string    // one line, for completion descriptions
-	Flags   []flagDoc // flags of its own, beyond --config, --help and the keys
-	Keys    bool      // whether it reads the configuration (--config and every key as a flag)
+	Summary string       // one line, for completion descriptions
+	Flags   []flagDoc    // flags of its own, beyond --config, --help and the keys
+	Scope   config.Scope // the configuration keys it uses (0: it reads no configuration)
 }
+
+// Keys reports whether the command reads the configuration (--config).
+func (c command) Keys() bool { return c.Scope != 0 }
+
+// OwnKeys are the keys the command uses, as its --help lists them (it
+// accepts the others too, and ignores them).
+func (c command) OwnKeys() []string { return config.KeysFor(c.Scope) }
 
 // flagDoc is a command's own boolean flag.
 type flagDoc struct{ Name, Help string }
 
 // commands is every subcommand; keep in step with cmd/ec2net.
 var commands = []command{
-	{"run", "run the daemon: reconcile now, then on link events and every refresh", nil, true},
-	{"apply", "reconcile once, waiting --wait for pending ENIs", nil, true},
+	{"run", "run the daemon: converge now, then on link events, every refresh and repair", nil, config.ForRun},
+	{"apply", "converge once, waiting --wait for pending ENIs", []flagDoc{{"json", "print JSON"}}, config.ForApply},
 	{"plan", "print what apply would change; change nothing",
-		[]flagDoc{{"exit-code", "exit 2 when there are changes to make"}}, true},
-	{"status", "one row per ENI: IMDS against the kernel", []flagDoc{{"json", "print JSON"}}, true},
-	{"cleanup", "remove everything ec2net added, and nothing else", nil, true},
-	{"defaults", "print the default configuration file", nil, false},
-	{"version", "print the version", nil, false},
-	{"help", "print the usage", nil, false},
+		[]flagDoc{{"json", "print JSON"}, {"exit-code", "exit 2 when there are changes to make"}}, config.ForApply},
+	{"status", "one row per ENI: IMDS against the kernel", []flagDoc{{"json", "print JSON"}}, config.ForStatus},
+	{"cleanup", "remove everything ec2net added, and nothing else", nil, config.ForCleanup},
+	{"defaults", "print the default configuration file", nil, 0},
+	{"version", "print the version", nil, 0},
+	{"help", "print the usage", nil, 0},
 }
 
 // outputs maps each generated file (relative to the repository) to its

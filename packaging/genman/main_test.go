@@ -118,7 +118,9 @@ COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); _ec2net; printf '%s\n' "${COMPREPLY[@
 		{[]string{"ec2net", "apply", "--mt"}, "--mtu"},
 		{[]string{"ec2net", "status", "--js"}, "--json"},
 		{[]string{"ec2net", "plan", "--exit"}, "--exit-code"},
-		{[]string{"ec2net", "apply", "--js"}, ""},
+		{[]string{"ec2net", "apply", "--js"}, "--json"},
+		{[]string{"ec2net", "cleanup", "--mt"}, ""},
+		{[]string{"ec2net", "apply", "--ready"}, ""},
 		{[]string{"ec2net", "apply", "--mtu", "--"}, ""},
 		{[]string{"ec2net", "defaults", "--con"}, ""},
 	} {
@@ -153,7 +155,7 @@ func TestCommandsExistInTheProgram(t *testing.T) {
 	}
 	for _, c := range commands {
 		args := []string{c.Name}
-		if c.Keys {
+		if c.Keys() {
 			args = append(args, "--help")
 		}
 		if out, err := exec.Command(bin, args...).CombinedOutput(); err != nil {
