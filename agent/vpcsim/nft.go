@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
@@ -58,6 +59,13 @@ import (
 //	}
 const nftTable = "vpcsim"
 
+// setIDs numbers the sets of a transaction. google/nftables numbers sets
+// without one from a package variable it does not guard, a data race when
+// two simulated VPCs program their routers at once (parallel tests).
+var setIDs atomic.Uint32
+
+func nextSetID() uint32 { return setIDs.Add(1) }
+
 // bridgePriorityFilter is "priority filter" in the bridge family.
 const bridgePriorityFilter = -200
 
@@ -80,7 +88,7 @@ func (d dropSet) set() *nftables.Set {
 	if !d.v4 {
 		addr = nftables.TypeIP6Addr
 	}
-	return &nftables.Set{Table: checkTable, Name: d.name, Dynamic: true, Counter: true, Size: 65535,
+	return &nftables.Set{ID: nextSetID(), Table: checkTable, Name: d.name, Dynamic: true, Counter: true, Size: 65535,
 		Concatenation: true, KeyType: nftables.MustConcatSetType(nftables.TypeIFName, addr)}
 }
 
@@ -99,15 +107,15 @@ func portMap(from bool) *nftables.Set {
 		name = "from_eni"
 	}
 	// Interface names are host-order data to nft (for its listing only).
-	return &nftables.Set{Table: checkTable, Name: name, IsMap: true, KeyByteOrder: binaryutil.NativeEndian,
+	return &nftables.Set{ID: nextSetID(), Table: checkTable, Name: name, IsMap: true, KeyByteOrder: binaryutil.NativeEndian,
 		KeyType: nftables.TypeIFName, DataType: nftables.TypeVerdict}
 }
 
 func portSet(port string, v4 bool) *nftables.Set {
 	if v4 {
-		return &nftables.Set{Table: checkTable, Name: port + "_4", Interval: true, KeyType: nftables.TypeIPAddr}
+		return &nftables.Set{ID: nextSetID(), Table: checkTable, Name: port + "_4", Interval: true, KeyType: nftables.TypeIPAddr}
 	}
-	return &nftables.Set{Table: checkTable, Name: port + "_6", Interval: true, KeyType: nftables.TypeIP6Addr}
+	return &nftables.Set{ID: nextSetID(), Table: checkTable, Name: port + "_6", Interval: true, KeyType: nftables.TypeIP6Addr}
 }
 
 func portChain(port string, from bool) *nftables.Chain {
