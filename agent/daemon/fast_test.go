@@ -247,6 +247,10 @@ func TestFastCutoffGuard(t *testing.T) {
 	if g.suspect(errors.New("503"), now.Add(time.Second)) {
 		t.Error("an answer (503) taken for a cut-off")
 	}
+	if g.suspect(imds.ErrUnreachable, now.Add(2*time.Second)) {
+		t.Error("no answer after IMDS had answered since the change taken for a cut-off")
+	}
+	g.applied(added, now)
 	if !g.suspect(imds.ErrUnreachable, now.Add(time.Second)) {
 		t.Fatal("no answer right after a change not suspected")
 	}
