@@ -99,6 +99,8 @@ func (f *fakeNS) Links() ([]plan.LinkInfo, error) {
 
 func (f *fakeNS) StateDir() string { return f.dir }
 
+func (f *fakeNS) VPCCNISigns() ([]string, error) { return nil, nil }
+
 func (f *fakeNS) count() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()

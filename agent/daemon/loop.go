@@ -12,6 +12,7 @@ import (
 
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/ec2net/ec2net/agent/config"
+	"github.com/ec2net/ec2net/agent/converge"
 	"github.com/ec2net/ec2net/agent/evidence"
 	"github.com/ec2net/ec2net/agent/imds"
 	"github.com/ec2net/ec2net/netconf"
@@ -43,6 +44,7 @@ type loop struct {
 	ready                                        bool
 	lastErr                                      string // last IMDS error class logged, so an outage logs once
 	lastStatus                                   string
+	resolved                                     string // secondary-enis as last decided
 	wedged                                       bool
 }
 
@@ -241,7 +243,7 @@ func (l *loop) apply(why string) *netconf.Result {
 	if l.last == nil {
 		return nil
 	}
-	res, err := l.o.Reconciler.Apply(l.cutoff.filter(l.last), l.cfg)
+	res, err := l.o.Reconciler.Apply(l.cutoff.filter(l.last), l.config())
 	if err != nil {
 		l.log.Error("reconcile failed", zap.String("trigger", why), zap.Error(err))
 		l.setStatus("degraded: " + err.Error())
@@ -310,6 +312,25 @@ func (l *loop) setStatus(s string) {
 	}
 	l.lastStatus = s
 	l.o.Notify("STATUS=" + s)
+}
+
+// config is the configuration with secondary-enis = auto decided now:
+// the VPC CNI can arrive after boot (it attaches its ENIs later), and from
+// then on the secondary ENIs are its own.
+func (l *loop) config() config.Config {
+	cfg, signs := converge.Resolve(l.cfg, l.o.Reconciler)
+	if cfg.SecondaryENIs != l.resolved {
+		if l.resolved != "" || cfg.SecondaryENIs == config.SecondaryNone {
+			if cfg.SecondaryENIs == config.SecondaryNone {
+				l.log.Warn("the Amazon VPC CNI manages this host's secondary ENIs: configuring the primary ENI only (secondary-enis = auto; set all or none to decide)",
+					zap.Strings("signs", signs))
+			} else {
+				l.log.Info("no sign of the VPC CNI any more: configuring every ENI (secondary-enis = auto)")
+			}
+		}
+		l.resolved = cfg.SecondaryENIs
+	}
+	return cfg
 }
 
 // rollBack undoes the last change when IMDS stopped answering right

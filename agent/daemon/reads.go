@@ -99,7 +99,7 @@ func (l *loop) requestRead(ctx context.Context, req readReq) {
 // (removals it cannot yet prove are held in the tracker).
 func (l *loop) startRead(ctx context.Context, req readReq, ln *lane) {
 	ln.busy = true
-	prev := l.raw
+	prev, cfg := l.raw, l.config()
 	res := readResult{lane: ln, started: time.Now()}
 	l.wg.Add(1)
 	go func() {
@@ -110,7 +110,7 @@ func (l *loop) startRead(ctx context.Context, req readReq, ln *lane) {
 			return res.raw, err
 		}
 		res.snap, res.err = converge.Read(ctx, l.o.IMDS, l.o.Reconciler, converge.Options{
-			Config: l.cfg, Tracker: l.tracker, HoldRemovals: true, Read: read})
+			Config: cfg, Tracker: l.tracker, HoldRemovals: true, Read: read})
 		select {
 		case l.reads.results <- res:
 		case <-ctx.Done():

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/ec2net/ec2net/agent/converge"
 	"github.com/ec2net/ec2net/agent/imds"
 	"github.com/ec2net/ec2net/netconf"
 )
@@ -33,11 +34,15 @@ func cmdStatus(ctx context.Context, c *call) int {
 			imdsErr = e.explain(err)
 			snap = nil
 		}
-		rows, err := e.rec.Status(snap, e.cfg)
+		cfg, signs := converge.Resolve(e.cfg, e.rec)
+		rows, err := e.rec.Status(snap, cfg)
 		if err != nil {
 			return e.fail(c.stderr, err)
 		}
 		var notes []string
+		if len(signs) > 0 {
+			notes = append(notes, "the Amazon VPC CNI manages this host's secondary ENIs ("+strings.Join(signs, "; ")+"): only the primary ENI is configured")
+		}
 		if err := e.rec.RecordError(); err != nil {
 			notes = append(notes, "ownership record not readable ("+err.Error()+"): run as root to see which addresses are ec2net's")
 		}

@@ -260,6 +260,9 @@ func Desired(snap *imds.Snapshot, cfg config.Config, links Links) (*State, error
 		case excluded(cfg, e):
 			d.Disposition = Exclude
 			d.Reason = "excluded by configuration"
+		case !d.Primary && cfg.SecondaryENIs == config.SecondaryNone:
+			d.Disposition = Exclude
+			d.Reason = "secondary-enis = none: only the primary ENI is configured"
 		case e.State == imds.Pending && e.NoAddresses && d.Link == nil:
 			d.Disposition = Idle
 			d.Reason = "listed with no address and no link here: nothing to configure"
