@@ -35,9 +35,10 @@ type loop struct {
 	noLink    map[string]bool          // MACs listed without a link, logged once
 	adminDown map[string]bool          // MACs whose link an administrator set down, logged once
 
-	reads   readQueue
-	repairs *repairPolicy
-	cutoff  *cutoffGuard
+	reads    readQueue
+	repairs  *repairPolicy
+	cutoff   *cutoffGuard
+	networkd *networkd
 
 	refresh, retry, poll, repair, check, readyBy *time.Timer
 	retryReq                                     readReq // what the retry timer reads
@@ -59,6 +60,7 @@ func newLoop(o Options, sigs <-chan os.Signal, wg *sync.WaitGroup) *loop {
 		reads:     newReadQueue(),
 		repairs:   newRepairPolicy(),
 		cutoff:    newCutoffGuard(),
+		networkd:  newNetworkd(),
 	}
 }
 
@@ -250,6 +252,7 @@ func (l *loop) apply(why string) *netconf.Result {
 		return nil
 	}
 	l.logResult(why, res)
+	l.networkd.sync(context.Background(), l.primaryLink(l.last), l.resolved == config.SecondaryAll, l.log)
 	if l.cutoff.applied(res, time.Now()) {
 		arm(l.check, cutoffCheck)
 	}
