@@ -73,10 +73,9 @@ var cells = []cell{
 	{id: "networkd-all/plain", manager: "networkd-all", dropins: false},
 	{id: "networkd-all/dropins", manager: "networkd-all", dropins: true},
 	// amazon-ec2-net-utils taken over (packaging/dropins/README.md): its
-	// per-ENI units gone, 80-ec2.network kept for eth0, and the .network
-	// the daemon writes at run time sorted before it, leaving every other
-	// ENI unmanaged; this cell writes it before boot instead (what the
-	// daemon converges to), the "dropins" cell has the daemon do it.
+	// per-ENI units gone, 80-ec2.network kept for eth0, and a runtime
+	// .network sorted before it that leaves every other ENI unmanaged
+	// (Driver=ena ixgbevf vif on EC2; the simulator's ENIs are veths).
 	{id: "networkd-all/takeover", manager: "networkd-all", dropins: true, extra: map[string]string{
 		// /run is a fresh tmpfs in the container: /etc here.
 		"etc/systemd/network/70-ec2net-secondary-enis.network": takeoverNetwork,
@@ -205,11 +204,6 @@ func runCell(t *testing.T, c cell) {
 	primaryAt := time.Since(start)
 
 	copyFile(t, p.Deb, filepath.Join(b.m.root, "root/ec2net.deb"))
-	// The simulator's ENIs are veths: tell ec2net to treat that driver
-	// as ENA when it writes its systemd-networkd file.
-	dropin := filepath.Join(b.m.root, "etc/systemd/system/ec2net.service.d/test.conf")
-	must(t, os.MkdirAll(filepath.Dir(dropin), 0o755))
-	must(t, os.WriteFile(dropin, []byte("[Service]\nEnvironment=EC2NET_TEST_ENI_DRIVERS=veth\n"), 0o644))
 	b.m.mustExec("dpkg -i /root/ec2net.deb")
 	b.waitConfigured(t, cxCold, 30*time.Second)
 	pr := startProber(t, b.vpc)

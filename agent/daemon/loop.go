@@ -35,10 +35,9 @@ type loop struct {
 	noLink    map[string]bool          // MACs listed without a link, logged once
 	adminDown map[string]bool          // MACs whose link an administrator set down, logged once
 
-	reads    readQueue
-	repairs  *repairPolicy
-	cutoff   *cutoffGuard
-	networkd *networkd
+	reads   readQueue
+	repairs *repairPolicy
+	cutoff  *cutoffGuard
 
 	refresh, retry, poll, repair, check, readyBy *time.Timer
 	retryReq                                     readReq // what the retry timer reads
@@ -60,7 +59,6 @@ func newLoop(o Options, sigs <-chan os.Signal, wg *sync.WaitGroup) *loop {
 		reads:     newReadQueue(),
 		repairs:   newRepairPolicy(),
 		cutoff:    newCutoffGuard(),
-		networkd:  newNetworkd(),
 	}
 }
 
@@ -252,7 +250,6 @@ func (l *loop) apply(why string) *netconf.Result {
 		return nil
 	}
 	l.logResult(why, res)
-	l.networkd.sync(context.Background(), l.primaryLink(l.last), l.resolved == config.SecondaryAll, l.log)
 	if l.cutoff.applied(res, time.Now()) {
 		arm(l.check, cutoffCheck)
 	}
