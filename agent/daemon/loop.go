@@ -38,6 +38,7 @@ type loop struct {
 	reads   readQueue
 	repairs *repairPolicy
 	cutoff  *cutoffGuard
+	demand  *demand
 
 	refresh, retry, poll, repair, check, readyBy *time.Timer
 	retryReq                                     readReq // what the retry timer reads
@@ -59,6 +60,7 @@ func newLoop(o Options, sigs <-chan os.Signal, wg *sync.WaitGroup) *loop {
 		reads:     newReadQueue(),
 		repairs:   newRepairPolicy(),
 		cutoff:    newCutoffGuard(),
+		demand:    newDemand(o.Counters),
 	}
 }
 
@@ -81,6 +83,8 @@ func (l *loop) run(ctx context.Context, ev Events) error {
 		}
 		ev.Close()
 	}()
+	demandTick := time.NewTicker(demandPoll)
+	defer demandTick.Stop()
 	var watchdog <-chan time.Time
 	if interval, err := daemon.SdWatchdogEnabled(false); err == nil && interval > 0 {
 		t := time.NewTicker(interval / 3)
@@ -120,6 +124,10 @@ func (l *loop) run(ctx context.Context, ev Events) error {
 			l.requestRead(ctx, l.retryReq)
 		case <-l.poll.C:
 			l.requestRead(ctx, readReq{peek: true})
+		case now := <-demandTick.C:
+			if l.last != nil && l.demand.poll(now) {
+				l.requestRead(ctx, readReq{macs: l.links.linkedMACs(l.raw), demand: true})
+			}
 		case <-l.check.C:
 			l.requestRead(ctx, readReq{}) // the listing alone: does IMDS still answer?
 		case <-l.repair.C:
