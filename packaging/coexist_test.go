@@ -301,8 +301,9 @@ func verdict(t *testing.T, c cell, pr *prober, primaryAt time.Duration) {
 	// cuts off a secondary's. The message says which kind it is.
 	own := []netip.Addr{cxPrimary.IPv4[0], cxPrimary.IPv6[0]}
 	for _, e := range pr.recorded() {
+		stall := commonLoss(e)
 		for _, a := range sortedAddrs(e.lost) {
-			n := e.lost[a]
+			n := e.lost[a] - stall
 			if n <= 1 {
 				continue
 			}
@@ -333,6 +334,27 @@ func verdict(t *testing.T, c cell, pr *prober, primaryAt time.Duration) {
 	if len(fails) == 0 {
 		t.Logf("MATRIX %s: every product assertion holds", id)
 	}
+}
+
+// commonLoss is the number of probes every watched address lost in an
+// event, when it is small: on a loaded machine (the race detector, other
+// packages' tests on two cores) the prober itself stalls for a few
+// hundred milliseconds and every probe of those rounds times out, the
+// primary's untouched address as much as any. That is the measurement's
+// loss, not an address's; longer common losses are kept (an outage of
+// everything is real).
+func commonLoss(e *eventRecord) int {
+	const maxStall = 5 // probes: 0.5 s
+	common := -1
+	for a := range e.sent {
+		if common < 0 || e.lost[a] < common {
+			common = e.lost[a]
+		}
+	}
+	if common < 0 || common > maxStall {
+		return 0
+	}
+	return common
 }
 
 func lastLine(s string) string {

@@ -157,7 +157,11 @@ func testCrashes(t *testing.T, oldKernel bool) {
 		}
 		b.kill(rng, cmd)
 	}
-	// Damage the record between crashes too.
+	// Damage the record between crashes too (one apply first: all the
+	// kills may have come before the first apply made its directory).
+	if _, code := b.run("apply"); code != 0 {
+		t.Fatalf("apply exit %d", code)
+	}
 	state := stateFile(t, b.stateDir)
 	for _, damage := range []func(){
 		func() { must(t, os.Truncate(state, 17)) },
