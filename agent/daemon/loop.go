@@ -35,6 +35,7 @@ type loop struct {
 
 	reads   readQueue
 	repairs *repairPolicy
+	pub     *publisher // what status, doctor and Prometheus read (publish.go)
 
 	refresh, retry, poll, repair, readyBy *time.Timer
 	retryReq                              readReq // what the retry timer reads
@@ -53,6 +54,7 @@ func newLoop(o Options, sigs <-chan os.Signal, wg *sync.WaitGroup) *loop {
 		noLink:  map[string]bool{},
 		reads:   newReadQueue(),
 		repairs: newRepairPolicy(),
+		pub:     newPublisher(o),
 	}
 }
 
@@ -84,6 +86,8 @@ func (l *loop) run(ctx context.Context, ev Events) error {
 	}
 
 	l.log.Info("ec2net starting", zap.String("version", l.o.Version), zap.Duration("refresh", l.cfg.RefreshInterval))
+	l.pub.start()
+	defer l.pub.close()
 	// Links that exist now are not "new": their next event (say, our own
 	// link-up) must not look like an attach.
 	if links, err := l.o.Reconciler.Links(); err == nil {
@@ -116,6 +120,8 @@ func (l *loop) run(ctx context.Context, ev Events) error {
 			l.requestRead(ctx, readReq{peek: true})
 		case <-l.repair.C:
 			l.onRepair()
+		case <-l.pub.verifyC():
+			l.pub.verify(l.last)
 		case r := <-l.reads.results:
 			l.onRead(ctx, r)
 		case <-ev.LinksChanged():
@@ -236,6 +242,7 @@ func (l *loop) apply(why string) *netconf.Result {
 		return nil
 	}
 	res, err := l.o.Reconciler.Apply(l.last, l.cfg)
+	l.pub.reconciled(why, res, err)
 	if err != nil {
 		l.log.Error("reconcile failed", zap.String("trigger", why), zap.Error(err))
 		l.setStatus("degraded: " + err.Error())

@@ -144,8 +144,10 @@ func (l *loop) onRead(ctx context.Context, r readResult) {
 	case errors.Is(r.err, errNoChange):
 		l.scheduleReads(l.raw, time.Now())
 	case r.err != nil:
+		l.pub.read(r.err)
 		l.onReadFailed(r.err)
 	default:
+		l.pub.read(nil)
 		l.raw = r.raw
 		l.onSnapshot(r.snap)
 	}
