@@ -1,6 +1,7 @@
 package netconf
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/ec2net/ec2net/netconf/internal/rtnl"
@@ -10,6 +11,7 @@ import (
 // execute makes a pass's changes: every netlink write of ec2net goes
 // through here, counted, and the ownership record follows what succeeded.
 func (r *Reconciler) execute(p *pass) (*Result, error) {
+	r.writeAhead(p)
 	before := r.writes
 	r.writes += len(p.changes)
 	errs := r.w.Send(len(p.changes), func(i int, m *rtnl.Msg) { p.changes[i].encode(m) })
@@ -25,6 +27,7 @@ func (r *Reconciler) execute(p *pass) (*Result, error) {
 		p.owned.note(c, created)
 		r.log.Debug("applied", zap.String("mac", c.MAC), zap.Stringer("change", c))
 	}
+	p.owned.settleIntents()
 	for _, mac := range p.forget {
 		if res := p.results[mac]; res == nil || len(res.Failed) == 0 {
 			delete(p.owned.ENIs, mac)
@@ -33,9 +36,50 @@ func (r *Reconciler) execute(p *pass) (*Result, error) {
 	out := p.outcome()
 	out.Writes = r.writes - before
 	if err := r.commit(p.owned); err != nil {
-		return out, err
+		if !r.kernelMarks {
+			return out, err
+		}
+		// Everything ec2net made carries its protocol in the kernel: the
+		// record only attributes tables to ENIs that may disappear.
+		r.log.Warn("ownership record not written; the kernel's marks keep ownership", zap.Error(err))
 	}
 	return out, nil
+}
+
+// ErrNoRecord: the address was not added because ec2net could not record
+// that it is adding it, and this kernel keeps no mark on addresses.
+var ErrNoRecord = errors.New("not added: the ownership record cannot be written and this kernel does not mark addresses")
+
+// writeAhead records the addresses the pass is about to add before any
+// netlink write, durably, so that a crash at any instruction leaves
+// nothing ec2net added unrecorded. If the record cannot be written (a
+// full /run), a kernel that marks addresses (IFA_PROTO) still tells
+// ec2net's own apart and the pass goes on; on an older kernel the
+// address additions are refused instead (routes and rules carry their
+// own protocol and go ahead).
+func (r *Reconciler) writeAhead(p *pass) {
+	if !p.owned.intend(p.changes) {
+		return
+	}
+	err := r.commit(p.owned)
+	if err == nil {
+		return
+	}
+	if r.kernelMarks {
+		r.log.Warn("ownership record not written; the kernel's address marks keep ownership", zap.Error(err))
+		return
+	}
+	r.log.Error("ownership record not written: addresses not added", zap.Error(err))
+	kept := p.changes[:0]
+	for _, c := range p.changes {
+		if c.Kind == KindAddr && c.Op == OpAdd {
+			p.fail(c, fmt.Errorf("%w: %v", ErrNoRecord, err))
+			continue
+		}
+		kept = append(kept, c)
+	}
+	p.changes = kept
+	p.owned.settleIntents()
 }
 
 // commit writes the ownership record when it changed.
@@ -51,6 +95,6 @@ func (r *Reconciler) commit(s *record) error {
 	if err := saveRecord(r.stateDir, b); err != nil {
 		return fmt.Errorf("netconf: write ownership record: %w", err)
 	}
-	r.owned = s
+	r.owned = s.clone()
 	return nil
 }

@@ -62,6 +62,9 @@ func (r *Reconciler) read(driverFor map[string]bool) (*have, error) {
 		addrErr = rtnl.RetryDump(func() error {
 			h.addrs = map[int][]rtnl.Addr{}
 			return r.addrDumper.Addrs(func(a rtnl.Addr) {
+				if a.Proto == Protocol && !r.noAddrProto {
+					r.kernelMarks = true
+				}
 				l := h.addrs[a.Index]
 				if l == nil {
 					l = make([]rtnl.Addr, 0, 16)

@@ -2,6 +2,7 @@ package netconf
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
 
 	"github.com/ec2net/ec2net/netconf/internal/rtnl"
@@ -20,7 +21,12 @@ func (p *pass) missingLink(e *plan.ENI) {
 		p.add(Change{Op: op, Kind: KindLink, MAC: e.MAC, Link: l.Name, LinkSet: s})
 	}
 	if e.Up && !l.Up {
-		set(LinkSetting{Up: true}, OpSet)
+		if re := p.owned.ENIs[e.MAC]; re != nil && re.BroughtUp {
+			// ec2net brought it up before: someone set it down since.
+			p.result(e.MAC).AdminDown = true
+		} else {
+			set(LinkSetting{Up: true}, OpSet)
+		}
 	}
 	if e.MTU != 0 && l.MTU != e.MTU {
 		set(LinkSetting{MTU: e.MTU}, OpSet)
@@ -35,11 +41,6 @@ func (p *pass) missingLink(e *plan.ENI) {
 func (p *pass) missingAddrs(e *plan.ENI) {
 	have := p.have.addrsOn(e.Link.Index)
 	for _, a := range e.Addrs {
-		// Present in any form (a DHCP client's, other flags, other
-		// length) counts as satisfied.
-		if have[a.Prefix.Addr()] != nil {
-			continue
-		}
 		var flags uint32
 		if a.NoPrefixRoute {
 			flags |= unix.IFA_F_NOPREFIXROUTE
@@ -47,9 +48,28 @@ func (p *pass) missingAddrs(e *plan.ENI) {
 		if a.NoDAD {
 			flags |= unix.IFA_F_NODAD
 		}
+		// Present in any form (a DHCP client's, other flags, other
+		// length) counts as satisfied.
+		if k := have[a.Prefix.Addr()]; k != nil {
+			if p.adoptable[e.MAC] && exactly(k, a.Prefix, flags) {
+				// The record is gone and the kernel keeps no marks: an
+				// address exactly as ec2net makes them, which IMDS
+				// assigns to this ENI, is taken as ec2net's (documented),
+				// so that its unassignment is not missed for ever.
+				re := p.owned.eni(e.MAC)
+				re.Addrs = addSorted(re.Addrs, a.Prefix.Addr().String())
+			}
+			continue
+		}
 		p.add(Change{Op: OpAdd, Kind: KindAddr, MAC: e.MAC, Link: e.Link.Name, Dev: e.Link.Name,
-			Addr: rtnl.Addr{Index: e.Link.Index, Prefix: a.Prefix, Flags: flags}})
+			Addr: rtnl.Addr{Index: e.Link.Index, Prefix: a.Prefix, Flags: flags, Proto: p.addrProto}})
 	}
+}
+
+// exactly reports whether a kernel address is one ec2net would have made:
+// the planned length and flags, permanent (no DHCP lease).
+func exactly(k *rtnl.Addr, want netip.Prefix, flags uint32) bool {
+	return k.Prefix == want && k.Flags&flags == flags && k.Flags&unix.IFA_F_PERMANENT != 0
 }
 
 // wantedRoute is a planned route as ec2net writes it.
@@ -83,6 +103,16 @@ func sameRoute(k, w *rtnl.Route) bool {
 }
 
 func (p *pass) missingRoutes(e *plan.ENI) {
+	if p.result(e.MAC).AdminDown {
+		// The kernel refuses routes through a link that is down (and
+		// drops its IPv4 routes): they come back with the link.
+		for i := range p.have.routes {
+			if kr := &p.have.routes[i]; kr.OIF == e.Link.Index && kr.Proto == Protocol {
+				kr.consumed = true
+			}
+		}
+		return
+	}
 	for _, rt := range e.Routes {
 		want := wantedRoute(rt)
 		var same, owned, foreign *kRoute

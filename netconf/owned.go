@@ -28,6 +28,14 @@ type recordENI struct {
 	Table int      `json:"table,omitempty"`
 	Addrs []string `json:"addrs,omitempty"` // addresses ec2net added, without length
 	Local []string `json:"local,omitempty"` // AnyIP prefixes whose local route ec2net added
+	// Intent lists addresses about to be added, written before the
+	// netlink writes (write-ahead): after a crash between the two, an
+	// intended address found on the link is ec2net's (the pass that
+	// intended it had seen it absent).
+	Intent []string `json:"intent,omitempty"`
+	// BroughtUp: ec2net set the link up once. If it is down later, an
+	// administrator (ip link set down, ifdown) did it: respected.
+	BroughtUp bool `json:"brought_up,omitempty"`
 }
 
 func newRecord() *record { return &record{Version: 1, ENIs: map[string]*recordENI{}} }
@@ -65,6 +73,7 @@ func (s *record) clone() *record {
 		ce := *e
 		ce.Addrs = slices.Clone(e.Addrs)
 		ce.Local = slices.Clone(e.Local)
+		ce.Intent = slices.Clone(e.Intent)
 		c.ENIs[mac] = &ce
 	}
 	return c
@@ -77,7 +86,7 @@ func (s *record) equal(o *record) bool {
 	}
 	for mac, a := range s.ENIs {
 		b := o.ENIs[mac]
-		if b == nil || a.ENIID != b.ENIID || a.Table != b.Table || !slices.Equal(a.Addrs, b.Addrs) || !slices.Equal(a.Local, b.Local) {
+		if b == nil || a.ENIID != b.ENIID || a.Table != b.Table || !slices.Equal(a.Addrs, b.Addrs) || !slices.Equal(a.Local, b.Local) || !slices.Equal(a.Intent, b.Intent) || a.BroughtUp != b.BroughtUp {
 			return false
 		}
 	}
@@ -87,7 +96,7 @@ func (s *record) equal(o *record) bool {
 // prune drops entries that no longer record anything.
 func (s *record) prune() {
 	for mac, e := range s.ENIs {
-		if len(e.Addrs) == 0 && len(e.Local) == 0 && e.Table == 0 {
+		if len(e.Addrs) == 0 && len(e.Local) == 0 && len(e.Intent) == 0 && e.Table == 0 {
 			delete(s.ENIs, mac)
 		}
 	}
@@ -105,6 +114,8 @@ func (s *record) note(c Change, created bool) {
 		if e := s.ENIs[c.MAC]; e != nil {
 			e.Addrs = remove(e.Addrs, c.Addr.Prefix.Addr().String())
 		}
+	case c.Kind == KindLink && c.LinkSet.Up:
+		s.eni(c.MAC).BroughtUp = true
 	case c.Kind == KindRoute && c.Op == OpDel && c.Route.Table == tableLocal && c.MAC != "":
 		if e := s.ENIs[c.MAC]; e != nil {
 			e.Local = remove(e.Local, c.Route.Dst.String())
@@ -136,10 +147,16 @@ func loadRecord(dir string) (*record, error) {
 	return s, nil
 }
 
-// saveRecord writes the record atomically: a reader (or a crash) sees the
-// old file or the new one, never half of one.
+// saveRecord writes the record atomically and durably: a reader (or a
+// crash) sees the old file or the new one, never half of one. A deleted
+// state directory is made again.
 func saveRecord(dir string, data []byte) error {
 	tmp, err := os.CreateTemp(dir, ".state-*.json")
+	if os.IsNotExist(err) {
+		if err = os.MkdirAll(dir, 0o700); err == nil {
+			tmp, err = os.CreateTemp(dir, ".state-*.json")
+		}
+	}
 	if err != nil {
 		return err
 	}
@@ -156,6 +173,33 @@ func saveRecord(dir string, data []byte) error {
 	}
 	if werr != nil {
 		os.Remove(name)
+		return werr
 	}
-	return werr
+	// The rename is durable once the directory is.
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// intend records the addresses a pass is about to add (write-ahead).
+func (s *record) intend(changes []Change) bool {
+	any := false
+	for _, c := range changes {
+		if c.Kind == KindAddr && c.Op == OpAdd {
+			e := s.eni(c.MAC)
+			e.Intent = addSorted(e.Intent, c.Addr.Prefix.Addr().String())
+			any = true
+		}
+	}
+	return any
+}
+
+// settleIntents drops every intent once the writes have been answered
+// (note has recorded what was created).
+func (s *record) settleIntents() {
+	for _, e := range s.ENIs {
+		e.Intent = nil
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -478,5 +479,84 @@ func TestDetachedWhileListed(t *testing.T) {
 	}
 	if res, _ := r.Apply(snap(secondary()), cfg()); res.Writes != 0 {
 		t.Errorf("second pass: %d writes", res.Writes)
+	}
+}
+
+// A crash between the write-ahead record and the kernel writes leaves
+// intents: an intended address found on its link is ec2net's (the pass
+// that intended it had seen it absent) and goes when IMDS no longer lists
+// it; one not on the link is simply dropped. As on a kernel without
+// address marks, where the record is all there is.
+func TestIntentOfACrashedPass(t *testing.T) {
+	t.Setenv("EC2NET_TEST_NO_ADDR_PROTO", "1")
+	b := newBed(t)
+	b.withPrimary()
+	b.up(b.veth("eth1", macEth1))
+	b.ip("addr", "add", "100.64.2.99/32", "dev", "eth1", "noprefixroute") // written before the crash
+	rec := `{"version": 1, "enis": {"` + macEth1 + `": {"table": 10001, "intent": ["100.64.2.98", "100.64.2.99"]}}}`
+	if err := os.WriteFile(filepath.Join(b.dir, recordFileName), []byte(rec), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := b.reconciler()
+	mustApply(t, r, snap(primary(), secondary()), cfg())
+	if got := only(b.addrs(), "eth1 100.64.2.99"); len(got) != 0 {
+		t.Errorf("the crashed pass's address, no longer listed, was kept: %v", got)
+	}
+	st, _ := loadRecord(b.dir)
+	if re := st.ENIs[macEth1]; re == nil || len(re.Intent) != 0 || slices.Contains(re.Addrs, "100.64.2.98") {
+		t.Errorf("intents not settled: %+v", re)
+	}
+}
+
+// A corrupt record removes nothing foreign; with address marks, what
+// ec2net added is still found and removed when unassigned.
+func TestCorruptRecordWithAddressMarks(t *testing.T) {
+	b := newBed(t)
+	b.withPrimary()
+	b.up(b.veth("eth1", macEth1))
+	b.ip("addr", "add", "100.64.2.250/32", "dev", "eth1") // foreign
+	r := b.reconciler()
+	mustApply(t, r, snap(primary(), secondary()), cfg())
+	if err := os.WriteFile(filepath.Join(b.dir, recordFileName), []byte("{garbage"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e := secondary()
+	e.IPv4 = ips("100.64.2.10") // .11 unassigned
+	mustApply(t, r, snap(primary(), e), cfg())
+	got := only(b.addrs(), "eth1 100.64.2.")
+	equalSets(t, "eth1 IPv4 after the corrupt record", got, []string{"eth1 100.64.2.10/24 noprefixroute", "eth1 100.64.2.250/32"})
+}
+
+// A link ec2net brought up and an administrator set down stays down;
+// its addresses and rules are repaired meanwhile, its routes come back
+// with the link.
+func TestAdministratorsLinkDownIsRespected(t *testing.T) {
+	b := newBed(t)
+	b.withPrimary()
+	b.veth("eth1", macEth1)
+	r := b.reconciler()
+	s := snap(primary(), secondary())
+	mustApply(t, r, s, cfg())
+	b.ip("link", "set", "eth1", "down")
+	b.ip("addr", "flush", "dev", "eth1") // as ifdown does
+	res := mustApply(t, r, s, cfg())
+	for _, c := range res.ENIs[1].Applied {
+		if c.Kind == KindLink && c.LinkSet.Up {
+			t.Fatalf("ec2net set the link up again: %v", c)
+		}
+	}
+	if !res.ENIs[1].AdminDown || !strings.Contains(b.ip("link", "show", "eth1"), "state DOWN") {
+		t.Fatalf("link not left down: %+v", res.ENIs[1])
+	}
+	if got := only(b.addrs(), "eth1 "); len(got) != 3 {
+		t.Errorf("addresses not repaired while down: %v", got)
+	}
+	if st, _ := r.Status(s, cfg()); st[1].State != StateDown {
+		t.Errorf("status: %v %q, want down", st[1].State, st[1].Reason)
+	}
+	b.ip("link", "set", "eth1", "up")
+	mustApply(t, r, s, cfg())
+	if got := b.routes(10001); len(got) != 4 {
+		t.Errorf("routes not back with the link: %v", got)
 	}
 }

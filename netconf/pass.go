@@ -41,6 +41,8 @@ type pass struct {
 	localOwner map[netip.Prefix]string // AnyIP prefix -> MAC
 	ambiguous  bool                    // a held ENI has no recorded table: unattributed objects may be its
 	rules      ruleIndex
+	addrProto  uint8           // IFA_PROTO ec2net's addresses are given (0 in the old-kernel test mode)
+	adoptable  map[string]bool // ENIs without a record entry, on a kernel without address marks
 }
 
 // compute reads the kernel, plans and diffs: everything of a pass but
@@ -61,13 +63,24 @@ func (r *Reconciler) compute(snap *imds.Snapshot, cfg config.Config, kind passKi
 		return nil, err
 	}
 	p := &pass{kind: kind, have: h, want: want, owned: r.owned.clone(), results: map[string]*ENIResult{},
-		wantByMAC: map[string]*plan.ENI{}, tableOwner: map[int]string{}, localOwner: map[netip.Prefix]string{}}
+		wantByMAC: map[string]*plan.ENI{}, tableOwner: map[int]string{}, localOwner: map[netip.Prefix]string{},
+		addrProto: Protocol, adoptable: map[string]bool{}}
+	if r.noAddrProto {
+		p.addrProto = 0
+	}
+	if !r.kernelMarks {
+		for _, e := range want.ENIs {
+			if p.owned.ENIs[e.MAC] == nil {
+				p.adoptable[e.MAC] = true
+			}
+		}
+	}
 	if err := r.readTables(h, r.tablesToRead(p)); err != nil {
 		return nil, fmt.Errorf("netconf: read kernel: %w", err)
 	}
 	r.readAll = true
 	p.diff()
-	sort.SliceStable(p.changes, func(i, j int) bool { return p.changes[i].phase() < p.changes[j].phase() })
+	sortByPhase(p.changes)
 	for _, f := range p.foreign {
 		if !r.reported[f] {
 			r.reported[f] = true
@@ -75,6 +88,10 @@ func (r *Reconciler) compute(snap *imds.Snapshot, cfg config.Config, kind passKi
 		}
 	}
 	return p, nil
+}
+
+func sortByPhase(changes []Change) {
+	sort.SliceStable(changes, func(i, j int) bool { return changes[i].phase() < changes[j].phase() })
 }
 
 // tablesToRead are the tables whose foreign routes are read, only where
@@ -139,6 +156,7 @@ func (p *pass) diff() {
 		e := &p.want.ENIs[i]
 		p.wantByMAC[e.MAC] = e
 	}
+	p.claim()
 	p.attribute()
 	for i := range p.want.ENIs {
 		e := &p.want.ENIs[i]
@@ -167,6 +185,35 @@ func (p *pass) diff() {
 	p.extraAddrs()
 	p.reportForeign()
 	p.forgetGone()
+}
+
+// claim brings into the record what is ec2net's without it: addresses
+// the kernel marks with Protocol (IFA_PROTO, Linux 5.18+), whatever the
+// record says (it may be lost, truncated or behind a crash), and
+// addresses a crashed pass intended that its link now has.
+func (p *pass) claim() {
+	for mac, l := range p.have.links.ByMAC {
+		for _, a := range p.have.addrs[l.Index] {
+			if a.Proto == Protocol {
+				re := p.owned.eni(mac)
+				re.Addrs = addSorted(re.Addrs, a.Prefix.Addr().String())
+			}
+		}
+	}
+	for mac, re := range p.owned.ENIs {
+		if len(re.Intent) == 0 {
+			continue
+		}
+		if l := p.have.link(mac); l != nil {
+			on := p.have.addrsOn(l.Index)
+			for _, s := range re.Intent {
+				if ip, err := netip.ParseAddr(s); err == nil && on[ip] != nil {
+					re.Addrs = addSorted(re.Addrs, s)
+				}
+			}
+		}
+		re.Intent = nil
+	}
 }
 
 // attribute says which ENI owns each table and local prefix: the wanted

@@ -32,7 +32,7 @@ import (
 // AddrStatus is one address's path as the kernel routes it.
 type AddrStatus struct {
 	Address netip.Addr `json:"address"`
-	State   State      `json:"state"` // configured, drift, shadowed, wrong-path, link-down, rp-filter
+	State   State      `json:"state"` // configured, drift, down, shadowed, wrong-path, rp-filter
 	Cause   string     `json:"cause"` // what is wrong and what wins; "" when configured
 	Path    string     `json:"path"`  // the way out the kernel answered ("via 100.64.2.1 dev eth1 table 10001")
 }
@@ -158,7 +158,7 @@ func (v *verifier) addENI(row int, e *plan.ENI, snap *imds.Snapshot, cfg config.
 		case !l.Up && v.p.bringsUp(e.MAC):
 			s.st.State, s.st.Cause = StateDrift, l.Name+" is down (apply brings it up)"
 		case !l.Up:
-			s.st.State, s.st.Cause = StateLinkDown, l.Name+" is administratively down (ip link set "+l.Name+" up, unless that is intended)"
+			s.st.State, s.st.Cause = StateDown, l.Name+" is administratively down (ip link set "+l.Name+" up, unless that is intended)"
 		case onLink[a] == nil:
 			s.st.State, s.st.Cause = StateDrift, "not on "+l.Name+" (apply adds it)"
 		default:
@@ -344,7 +344,7 @@ func severity(s State) int {
 		return 3
 	case StateShadowed:
 		return 4
-	case StateLinkDown:
+	case StateDown:
 		return 5
 	}
 	return 0

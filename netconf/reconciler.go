@@ -77,6 +77,8 @@ type Reconciler struct {
 	reported    map[string]bool // foreign objects already logged
 	readAll     bool            // a pass has read every table in use
 	ruleBuf     []kRule         // reused by read
+	kernelMarks bool            // the kernel keeps the protocol on addresses (seen on one of ours)
+	noAddrProto bool            // test mode: behave as on a kernel without address marks
 }
 
 // New opens netlink sockets in o.NetNS and the ownership record.
@@ -90,7 +92,11 @@ func New(o Options) (*Reconciler, error) {
 		defer cur.Close()
 		ns = cur
 	}
-	r := &Reconciler{ethFD: -1, lockFD: -1, log: o.Logger, reported: map[string]bool{}, readOnly: o.ReadOnly}
+	r := &Reconciler{ethFD: -1, lockFD: -1, log: o.Logger, reported: map[string]bool{}, readOnly: o.ReadOnly,
+		// Kernels before 5.18 ignore IFA_PROTO; this mode lets tests show
+		// that ownership holds there too (the record, write-ahead).
+		noAddrProto: os.Getenv("EC2NET_TEST_NO_ADDR_PROTO") == "1"}
+	r.kernelMarks = !r.noAddrProto && kernelHasAddrProto()
 	if r.log == nil {
 		r.log = zap.NewNop()
 	}
@@ -131,6 +137,42 @@ func (r *Reconciler) openLock() error {
 	}
 	r.lockFD = fd
 	return nil
+}
+
+// kernelHasAddrProto reports whether the running kernel keeps IFA_PROTO
+// on addresses: every kernel from 5.18 does (Amazon Linux 2023, Ubuntu
+// 24.04). Older ones (AL2's 5.10, Ubuntu 22.04's 5.15, RHEL 9's 5.14) may
+// have it backported: then it is learnt from the first address of ours
+// dumped with the mark (have.go), never assumed.
+func kernelHasAddrProto() bool {
+	var u unix.Utsname
+	if unix.Uname(&u) != nil {
+		return false
+	}
+	var major, minor int
+	if _, err := fmt.Sscanf(unix.ByteSliceToString(u.Release[:]), "%d.%d", &major, &minor); err != nil {
+		return false
+	}
+	return major > 5 || major == 5 && minor >= 18
+}
+
+// reopenLockIfGone makes the state directory and its lock again when
+// someone deleted them: another ec2net process would otherwise lock a new
+// file while this one holds the old, and the two would not take turns.
+func (r *Reconciler) reopenLockIfGone() {
+	var held, now unix.Stat_t
+	if unix.Fstat(r.lockFD, &held) == nil && unix.Stat(filepath.Join(r.stateDir, "lock"), &now) == nil &&
+		held.Ino == now.Ino && held.Dev == now.Dev {
+		return
+	}
+	old := r.lockFD
+	if err := r.openLock(); err != nil {
+		r.lockFD = old // keep the old one: better than none
+		r.log.Warn("state directory gone and cannot be made again", zap.Error(err))
+		return
+	}
+	unix.Close(old)
+	r.log.Warn("state directory was deleted; made it again", zap.String("dir", r.stateDir))
 }
 
 func (r *Reconciler) openSockets(ns netns.NsHandle) error {
@@ -212,6 +254,9 @@ func (r *Reconciler) begin(exclusive bool) (end func(), err error) {
 	if r.lockFD < 0 {
 		r.loadRecord()
 		return r.mu.Unlock, nil
+	}
+	if !r.readOnly {
+		r.reopenLockIfGone()
 	}
 	how := unix.LOCK_SH
 	if exclusive {

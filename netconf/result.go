@@ -15,6 +15,7 @@ type ENIResult struct {
 	Disposition      plan.Disposition
 	Reason           string        // why held or excluded
 	IMDSState        imds.ENIState // the snapshot's state (Complete for orphans)
+	AdminDown        bool          // its link was set down after ec2net brought it up: left down
 	Applied          []Change
 	Failed           []ChangeError
 }

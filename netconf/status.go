@@ -25,16 +25,16 @@ const (
 	StateAbsent                  // no link with its MAC
 	StateUnlisted                // link with recorded objects, not in IMDS
 	StateEFAOnly                 // no address and no link here: nothing to configure
+	StateDown                    // link set down by an administrator after ec2net brought it up
 	// Path states (path.go): the objects may all be there, but the
 	// kernel's route lookup for an address does not take its ENI.
 	StateShadowed  // a foreign rule of higher priority wins
 	StateWrongPath // a foreign route in the ENI's table, no route, or the wrong link
-	StateLinkDown  // the ENI's link is administratively down
 	StateRPFilter  // strict rp_filter drops what arrives for the address: its reply would leave elsewhere
 )
 
-var stateNames = [...]string{"configured", "drift", "pending", "invalid", "unknown", "excluded", "absent", "unlisted", "efa-only",
-	"shadowed", "wrong-path", "link-down", "rp-filter"}
+var stateNames = [...]string{"configured", "drift", "pending", "invalid", "unknown", "excluded", "absent", "unlisted", "efa-only", "down",
+	"shadowed", "wrong-path", "rp-filter"}
 
 func (s State) String() string {
 	if int(s) < len(stateNames) {
@@ -160,6 +160,8 @@ func (p *pass) wantedStatus(e *plan.ENI, snap *imds.Snapshot) ENIStatus {
 		s.State, s.Reason = StateInvalid, e.Reason
 	case e.Link == nil:
 		s.State, s.Reason = StateAbsent, "no link with this MAC"
+	case p.result(e.MAC).AdminDown:
+		s.State, s.Reason = StateDown, "link set down by an administrator after ec2net brought it up: left down (ip link set "+e.Link.Name+" up to resume)"
 	case s.PendingChanges > 0 || s.ForeignInTheWay > 0:
 		s.State, s.Reason = StateDrift, p.driftReason(e.MAC)
 	default:

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -135,24 +136,56 @@ func buildPackages() (builtPackages, error) {
 	return b, err
 }
 
+// packagePaths finds the versioned packages build.sh wrote in dir
+// (ec2net_<version>_<arch>.deb, ec2net-<version>.<arch>.rpm); the copies
+// under stable names (ec2net_<arch>.deb, ec2net.<arch>.rpm) are checked
+// to be the same files.
 func packagePaths(dir string) (deb, rpm string, err error) {
-	debs, _ := filepath.Glob(filepath.Join(dir, "*.deb"))
-	rpms, _ := filepath.Glob(filepath.Join(dir, "*.rpm"))
+	debs, _ := filepath.Glob(filepath.Join(dir, "ec2net_*_*.deb"))
+	rpms, _ := filepath.Glob(filepath.Join(dir, "ec2net-*.rpm"))
 	if len(debs) != 1 || len(rpms) != 1 {
-		return "", "", fmt.Errorf("expected one .deb and one .rpm in %s, got %v %v", dir, debs, rpms)
+		return "", "", fmt.Errorf("expected one versioned .deb and .rpm in %s, got %v %v", dir, debs, rpms)
+	}
+	for _, p := range [][2]string{
+		{debs[0], filepath.Join(dir, "ec2net_"+goarch()+".deb")},
+		{rpms[0], filepath.Join(dir, "ec2net."+rpmArch(goarch())+".rpm")},
+	} {
+		a, err1 := os.ReadFile(p[0])
+		b, err2 := os.ReadFile(p[1])
+		if err1 != nil || err2 != nil || !bytes.Equal(a, b) {
+			return "", "", fmt.Errorf("%s is not a copy of %s (%v, %v)", p[1], p[0], err1, err2)
+		}
 	}
 	return debs[0], rpms[0], nil
 }
 
+// goarch is the architecture build.sh builds for by default: the test's.
+func goarch() string { return runtime.GOARCH }
+
+func rpmArch(goarch string) string {
+	switch goarch {
+	case "amd64":
+		return "x86_64"
+	case "arm64":
+		return "aarch64"
+	}
+	return goarch
+}
+
 // rootCache returns the cached minimal Debian root (built by
-// nspawn-root.sh on first use, about 40 s).
-func rootCache(t testing.TB) string {
+// nspawn-root.sh on first use, about 1 min); with "cloud-init", the one
+// that has Debian's cloud-init too.
+func rootCache(t testing.TB, with ...string) string {
 	t.Helper()
 	requireTools(t, "debootstrap", "systemd-nspawn")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	start := time.Now()
-	out, err := command(ctx, nil, "bash", "packaging/nspawn-root.sh")
+	args := []string{"packaging/nspawn-root.sh"}
+	for _, w := range with {
+		args = append(args, "--with", w)
+	}
+	out, err := command(ctx, nil, "bash", args...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,9 +200,9 @@ func rootCache(t testing.TB) string {
 // overlayRoot mounts a writable overlay over the cached root, so the test
 // can install and boot without changing the cache; unmounted and deleted
 // when the test ends.
-func overlayRoot(t testing.TB) string {
+func overlayRoot(t testing.TB, with ...string) string {
 	t.Helper()
-	lower := rootCache(t)
+	lower := rootCache(t, with...)
 	dir := t.TempDir()
 	upper, work, merged := filepath.Join(dir, "upper"), filepath.Join(dir, "work"), filepath.Join(dir, "merged")
 	for _, d := range []string{upper, work, merged} {

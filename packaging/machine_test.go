@@ -28,7 +28,7 @@ type machine struct {
 	exited chan struct{}
 
 	mu  sync.Mutex
-	log bytes.Buffer // nspawn's output (the passive console)
+	log bytes.Buffer // nspawn's output and the container's console
 }
 
 // bootMachine boots root inside the network namespace /run/netns/<netnsName>
@@ -43,7 +43,11 @@ func bootMachine(t testing.TB, root, netnsName string) *machine {
 	m := &machine{t: t, root: root, exited: make(chan struct{})}
 	m.cmd = exec.Command("systemd-nspawn",
 		"--directory="+root, "--boot", "--machine="+name,
-		"--register=no", "--keep-unit", "--console=passive",
+		// read-only, not passive: a passive console's pseudo-TTY is read
+		// by nobody, so once its buffer is full (cloud-init writes a lot
+		// to the console) every write to /dev/console blocks, systemd's
+		// own at shutdown included, and the container never halts.
+		"--register=no", "--keep-unit", "--console=read-only",
 		"--network-namespace-path=/run/netns/"+netnsName,
 		"--capability=CAP_NET_ADMIN",
 	)
@@ -82,7 +86,9 @@ func bootMachine(t testing.TB, root, netnsName string) *machine {
 		}
 		return false, "children of nspawn: " + string(data)
 	})
-	waitFor(t, 30*time.Second, "systemd in the container to finish booting", func() (bool, string) {
+	// Generous: with cloud-init, boot runs four Python stages, on a
+	// machine that other tests load too.
+	waitFor(t, 2*time.Minute, "systemd in the container to finish booting", func() (bool, string) {
 		select {
 		case <-m.exited:
 			t.Fatalf("systemd-nspawn exited during boot:\n%s", m.output())
@@ -158,8 +164,37 @@ func (m *machine) powerOff() {
 	case <-m.exited:
 		m.t.Logf("container powered off in %v", time.Since(start).Round(time.Millisecond))
 	case <-time.After(20 * time.Second):
-		m.t.Errorf("container did not power off within 20 s; killing it")
+		m.t.Errorf("container did not power off within 20 s; killing it. Its processes:\n%s\nconsole:\n%s", m.processes(), m.output())
 		_ = m.cmd.Process.Kill()
 		<-m.exited
 	}
+}
+
+// processes lists the container's processes as the host sees them (by
+// its PID namespace), for a diagnosis when it does not power off.
+func (m *machine) processes() string {
+	ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", m.init))
+	if err != nil {
+		return err.Error()
+	}
+	var b strings.Builder
+	dirs, _ := os.ReadDir("/proc")
+	for _, d := range dirs {
+		if _, err := strconv.Atoi(d.Name()); err != nil {
+			continue
+		}
+		if l, _ := os.Readlink("/proc/" + d.Name() + "/ns/pid"); l != ns {
+			continue
+		}
+		cmd, _ := os.ReadFile("/proc/" + d.Name() + "/cmdline")
+		stat, _ := os.ReadFile("/proc/" + d.Name() + "/stat")
+		wchan, _ := os.ReadFile("/proc/" + d.Name() + "/wchan")
+		fields := strings.Fields(string(stat))
+		state := ""
+		if len(fields) > 2 {
+			state = fields[2]
+		}
+		fmt.Fprintf(&b, "%s %s %s %s\n", d.Name(), state, wchan, strings.ReplaceAll(string(cmd), "\x00", " "))
+	}
+	return b.String()
 }

@@ -2,12 +2,9 @@ package packaging
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -64,6 +61,9 @@ func TestSystemdService(t *testing.T) {
 	t.Cleanup(nl.Close)
 
 	copyFile(t, p.Deb, filepath.Join(root, "root/ec2net-1.deb"))
+	// amazon-ec2-net-utils' files, as on Amazon Linux 2023: the package
+	// masks its per-ENI units under a running systemd too.
+	netUtils := fakeEC2NetUtils(t, root)
 	copyFile(t, p.Deb2, filepath.Join(root, "root/ec2net-2.deb"))
 	m := bootMachine(t, root, vpc.Instance)
 	t.Cleanup(func() {
@@ -137,13 +137,19 @@ func TestSystemdService(t *testing.T) {
 			t.Errorf("the service was active before the cold ENI's rule existed: READY=1 came before the first reconcile")
 		}
 	}
+	netUtils.assertMasked(t, "dpkg -i under systemd")
+	for _, u := range []string{"policy-routes@eth1.service", "refresh-policy-routes@eth1.timer"} {
+		if s := m.unitProperty(u, "LoadState"); s != "masked" {
+			t.Errorf("after dpkg -i, %s is %s, want masked", u, s)
+		}
+	}
 	if activating == 0 {
 		t.Errorf("never saw the service activating during dpkg -i (%d samples): is READY sent at start, before the reconcile?", len(samples))
 	}
 	if !hasRule(nl, coldAddr) || !hasAddr(nl, pkgCold.IPv4[1]) {
 		t.Errorf("cold-attached %s not configured when the service became active", pkgCold.Name)
 	}
-	check("dpkg -i enabled and started %s in %v; %d of %d samples 'activating', never active before the cold ENI's rule; status %q",
+	check("dpkg -i enabled and started %s in %v; %d of %d samples 'activating', never active before the cold ENI's rule; status %q; amazon-ec2-net-utils' per-ENI units masked",
 		unit, installTook.Round(time.Millisecond), activating, len(samples), m.unitProperty(unit, "StatusText"))
 	if w := m.unitProperty(unit, "WatchdogUSec"); w == "0" || w == "infinity" || w == "" {
 		t.Errorf("the packaged unit has no watchdog (WatchdogUSec=%q)", w)
@@ -263,7 +269,11 @@ func TestSystemdService(t *testing.T) {
 	if !hasRule(nl, hotAddr) {
 		t.Errorf("dpkg -r flushed the network configuration")
 	}
-	check("dpkg -r: service stopped and disabled, binary and unit gone, conffile and network configuration kept")
+	netUtils.assertUnmasked(t, "dpkg -r under systemd")
+	if s := m.unitProperty("policy-routes@eth1.service", "LoadState"); s != "loaded" {
+		t.Errorf("after dpkg -r, policy-routes@eth1.service is %s, want loaded (unmasked)", s)
+	}
+	check("dpkg -r: service stopped and disabled, binary and unit gone, conffile and network configuration kept; amazon-ec2-net-utils' units unmasked")
 
 	// 8. Re-installing after a remove counts as a fresh install (dpkg
 	// passes the old version to postinst then).
@@ -353,120 +363,4 @@ func must(t testing.TB, err error) {
 	if err != nil {
 		t.Fatal(err)
 	}
-}
-
-// TestInstallDuringBoot runs the example cloud-init user data's bootcmd
-// scripts (packaging/cloud-init/user-data.yaml, verbatim but for the
-// package URL, which becomes a file:// URL) from a unit ordered before
-// sysinit.target, where cloud-init.service runs them. They install the
-// .deb and run "ec2net apply". A blocking "systemctl start" in postinst
-// would deadlock the boot there (ec2net.service is ordered after
-// sysinit.target): the boot must complete, the cold-attached ENI be
-// configured by apply, and the service come up once boot reaches it.
-func TestInstallDuringBoot(t *testing.T) {
-	nsutil.RequireRoot(t)
-	requireTools(t, "systemd-nspawn", "nsenter", "debootstrap")
-	scripts := bootcmdScripts(t)
-	p := packages(t)
-	root := overlayRoot(t)
-	vpc := vpcsim.NewForTest(t, "ec2pb")
-	must(t, vpc.AddSubnet(pkgSubnetA, pkgSubnetA6))
-	must(t, vpc.AddSubnet(pkgSubnetB, pkgSubnetB6))
-	must(t, vpc.LaunchPrimary(pkgPrimary))
-	must(t, vpc.Attach(pkgCold))
-
-	copyFile(t, p.Deb, filepath.Join(root, "root/ec2net-1.deb"))
-	execs := ""
-	for i, script := range scripts {
-		script = regexp.MustCompile(`url=https?://\S+`).ReplaceAllString(script, "url=file:///root/ec2net-1.deb")
-		name := fmt.Sprintf("/root/bootcmd-%d.sh", i)
-		must(t, os.WriteFile(filepath.Join(root, name), []byte(script), 0o755))
-		execs += "ExecStart=/bin/sh " + name + "\n"
-	}
-	early := `[Unit]
-Description=cloud-init bootcmd stand-in: before sysinit.target, like cloud-init.service
-DefaultDependencies=no
-Before=sysinit.target
-After=local-fs.target
-
-[Service]
-Type=oneshot
-` + execs + `TimeoutStartSec=90
-
-[Install]
-WantedBy=sysinit.target
-`
-	must(t, os.WriteFile(filepath.Join(root, "etc/systemd/system/early-install.service"), []byte(early), 0o644))
-	must(t, os.MkdirAll(filepath.Join(root, "etc/systemd/system/sysinit.target.wants"), 0o755))
-	must(t, os.Symlink("../early-install.service", filepath.Join(root, "etc/systemd/system/sysinit.target.wants/early-install.service")))
-
-	m := bootMachine(t, root, vpc.Instance) // fails if the boot hangs
-	journal, _ := m.exec("journalctl --no-pager -u early-install.service")
-	if s := m.unitProperty("early-install.service", "Result"); s != "success" {
-		t.Fatalf("bootcmd stand-in: %s\n%s", s, journal)
-	}
-	if !strings.Contains(journal, "Setting up ec2net") {
-		t.Errorf("the bootcmd script did not install the package:\n%s", journal)
-	}
-	nsh, err := vpc.Handle(vpc.Instance)
-	must(t, err)
-	nl, err := netlink.NewHandleAt(nsh)
-	must(t, err)
-	defer nl.Close()
-	if !hasRule(nl, pkgCold.IPv4[0]) {
-		t.Errorf("ENI %s not configured after the bootcmd's ec2net apply:\n%s", pkgCold.Name, journal)
-	}
-	waitFor(t, 30*time.Second, "ec2net.service to be active after boot", func() (bool, string) {
-		s := m.unitProperty(unit, "ActiveState")
-		return s == "active", s
-	})
-	if s := m.unitProperty(unit, "UnitFileState"); s != "enabled" {
-		t.Errorf("unit %s after install during boot", s)
-	}
-	t.Logf("CHECK user-data bootcmd (%d scripts) before sysinit.target: package installed, %s configured by ec2net apply, boot completed, %s enabled and active",
-		len(scripts), pkgCold.Name, unit)
-}
-
-// bootcmdScripts extracts the "sh -c <script>" items of the example user
-// data's bootcmd list. The file uses two YAML forms: a literal block
-// ("- |", indented six spaces) and a single-quoted scalar.
-func bootcmdScripts(t *testing.T) []string {
-	t.Helper()
-	data, err := os.ReadFile(filepath.Join(repoRoot, "packaging/cloud-init/user-data.yaml"))
-	must(t, err)
-	if !strings.HasPrefix(string(data), "#cloud-config\n") {
-		t.Fatalf("user-data.yaml does not start with #cloud-config")
-	}
-	var scripts []string
-	lines := strings.Split(string(data), "\n")
-	in := false
-	for i := 0; i < len(lines); i++ {
-		l := lines[i]
-		switch {
-		case l == "bootcmd:":
-			in = true
-			continue
-		case in && l != "" && !strings.HasPrefix(l, " ") && !strings.HasPrefix(l, "#"):
-			in = false
-		}
-		if !in {
-			continue
-		}
-		switch {
-		case l == "    - |":
-			var b strings.Builder
-			for i+1 < len(lines) && (strings.HasPrefix(lines[i+1], "      ") || lines[i+1] == "") {
-				i++
-				b.WriteString(strings.TrimPrefix(lines[i], "      ") + "\n")
-			}
-			scripts = append(scripts, b.String())
-		case strings.HasPrefix(l, "    - '") && strings.HasSuffix(l, "'"):
-			q := strings.TrimSuffix(strings.TrimPrefix(l, "    - '"), "'")
-			scripts = append(scripts, strings.ReplaceAll(q, "''", "'")+"\n")
-		}
-	}
-	if len(scripts) != 2 || !strings.Contains(scripts[0], "dpkg -i") || !strings.Contains(scripts[1], "ec2net apply") {
-		t.Fatalf("expected two bootcmd scripts (install, apply) in user-data.yaml, got %q", scripts)
-	}
-	return scripts
 }

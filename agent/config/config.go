@@ -401,18 +401,29 @@ func Parse(r io.Reader, name string, base Config) (Config, error) {
 	return c, nil
 }
 
-// Load reads path over the defaults. A missing file at the default path is
-// not an error (the package ships one, but a bare binary works without it).
+// Load reads path over the defaults, then the drop-ins in path+".d" (see
+// DropInDir). A missing file at the default path is not an error (the
+// package ships one, but a bare binary works without it).
 func Load(path string) (Config, error) {
+	c, err := loadFile(path, Default(), path == DefaultPath)
+	if err != nil {
+		return c, err
+	}
+	return loadDropIns(DropInDir(path), c)
+}
+
+// loadFile parses one file over base; a missing file is base when
+// optional.
+func loadFile(path string, base Config, optional bool) (Config, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		if os.IsNotExist(err) && path == DefaultPath {
-			return Default(), nil
+		if os.IsNotExist(err) && optional {
+			return base, nil
 		}
-		return Default(), fmt.Errorf("config: %v", err)
+		return base, fmt.Errorf("config: %v", err)
 	}
 	defer f.Close()
-	return Parse(f, path, Default())
+	return Parse(f, path, base)
 }
 
 // Flags binds one flag per key to fs. Call Apply after fs.Parse to lay the

@@ -28,7 +28,6 @@ import (
 	"github.com/ec2net/ec2net/agent/converge"
 	"github.com/ec2net/ec2net/agent/imds"
 	"github.com/ec2net/ec2net/netconf"
-	"github.com/ec2net/ec2net/netconf/plan"
 	"github.com/vishvananda/netns"
 	"go.uber.org/zap"
 )
@@ -48,7 +47,7 @@ type Source interface {
 // Namespace is what the daemon converges (*netconf.Reconciler).
 type Namespace interface {
 	converge.Target
-	Links() ([]plan.LinkInfo, error)
+	Revert(applied []netconf.Change) (*netconf.Result, error)
 	StateDir() string
 }
 

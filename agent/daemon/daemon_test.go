@@ -577,3 +577,31 @@ func TestFailedSubscriptionIsReplaced(t *testing.T) {
 	must(t, h.vpc.Attach(eth1))
 	eventually(t, 10*time.Second, "hot attach seen through the new subscription", h.allPass(allAddrs(eth1)))
 }
+
+// If IMDS stops answering right after a change ec2net made, the change is
+// rolled back (nothing else could ever correct it); when IMDS answers
+// again the ENI is tried once more.
+func TestCutOffRightAfterAChangeIsRolledBack(t *testing.T) {
+	h := startHarness(t, "dmcut", func(c *config.Config) { c.RefreshInterval = time.Hour })
+	must(t, h.vpc.Attach(eth1))
+	n := len(allAddrs(eth1))
+	eventually(t, 10*time.Second, "eth1's rules", func() error {
+		if got := tableRules(h.ownedRules(), 10001); got != n {
+			return fmt.Errorf("%d rules", got)
+		}
+		return nil
+	})
+	// As if those rules had cut the host off from IMDS.
+	h.vpc.IMDS.SetFault("", fakeimds.Fault{Kind: fakeimds.FaultHang, Token: true})
+	eventually(t, 15*time.Second, "the change rolled back", func() error {
+		if got := tableRules(h.ownedRules(), 10001); got != 0 {
+			return fmt.Errorf("%d rules still there", got)
+		}
+		return nil
+	})
+	if err := h.probeBoth(netip.MustParseAddr("100.64.1.11")); err != nil {
+		t.Errorf("the primary's address after the rollback: %v", err)
+	}
+	h.vpc.IMDS.ClearFaults()
+	eventually(t, 15*time.Second, "tried again once IMDS answers", h.allPass(allAddrs(eth1)))
+}

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -87,6 +88,8 @@ func (f *fakeNS) Apply(s *imds.Snapshot, _ config.Config) (*netconf.Result, erro
 	f.snaps = append(f.snaps, s)
 	return &netconf.Result{ENIs: []netconf.ENIResult{{MAC: "02:00:00:00:00:02", Disposition: plan.Configure, Applied: f.restores}}}, nil
 }
+
+func (f *fakeNS) Revert([]netconf.Change) (*netconf.Result, error) { return &netconf.Result{}, nil }
 
 func (f *fakeNS) Links() ([]plan.LinkInfo, error) {
 	f.mu.Lock()
@@ -228,3 +231,82 @@ func TestFastOutageBacksOffAndAppliesNothing(t *testing.T) {
 }
 
 var sighup = syscall.SIGHUP
+
+// The cut-off guard: a change followed by an unanswered read is rolled
+// back and its ENI held; IMDS answering again gives it one more try; a
+// second cut-off holds it until its metadata changes.
+func TestFastCutoffGuard(t *testing.T) {
+	g := newCutoffGuard()
+	now := time.Now()
+	mac := "02:00:00:00:00:02"
+	snap := &imds.Snapshot{ENIs: []imds.ENI{{MAC: mac, State: imds.Complete, DeviceNumber: 1}}}
+	added := &netconf.Result{ENIs: []netconf.ENIResult{{MAC: mac, Applied: []netconf.Change{{Op: netconf.OpAdd, Kind: netconf.KindRule, MAC: mac}}}}}
+	if !g.applied(added, now) {
+		t.Fatal("an added rule is not a change to check")
+	}
+	if g.suspect(errors.New("503"), now.Add(time.Second)) {
+		t.Error("an answer (503) taken for a cut-off")
+	}
+	if !g.suspect(imds.ErrUnreachable, now.Add(time.Second)) {
+		t.Fatal("no answer right after a change not suspected")
+	}
+	if undo := g.rollback(snap); len(undo) != 1 {
+		t.Fatalf("rollback undoes %d changes", len(undo))
+	}
+	if e := g.filter(snap).ENIs[0]; e.State != imds.Invalid || !strings.Contains(e.Reason, "rolled back") {
+		t.Fatalf("held ENI not marked: %+v", e)
+	}
+	if r := g.answered(snap); len(r) != 1 || g.filter(snap).ENIs[0].State != imds.Complete {
+		t.Fatalf("first strike not released when IMDS answers: %v", r)
+	}
+	g.applied(added, now)
+	if !g.suspect(context.DeadlineExceeded, now.Add(2*time.Second)) {
+		t.Fatal("second cut-off not suspected")
+	}
+	g.rollback(snap)
+	if r := g.answered(snap); len(r) != 0 {
+		t.Fatalf("second strike released with the same metadata: %v", r)
+	}
+	changed := &imds.Snapshot{ENIs: []imds.ENI{{MAC: mac, State: imds.Complete, DeviceNumber: 2}}}
+	if r := g.answered(changed); len(r) != 1 {
+		t.Fatal("second strike not released when the metadata changed")
+	}
+	if g.applied(added, now); g.suspect(imds.ErrUnreachable, now.Add(cutoffWindow+time.Second)) {
+		t.Error("a failure long after the change suspected")
+	}
+}
+
+// Results arriving out of order: an older read changes only what nothing
+// newer has read, and the newest listing says which ENIs exist.
+func TestFastMergeKeepsTheFreshestRead(t *testing.T) {
+	t0 := time.Now()
+	snapOf := func(enis ...imds.ENI) *imds.Snapshot { return &imds.Snapshot{ENIs: enis} }
+	a1 := imds.ENI{MAC: "02:00:00:00:00:0a", DeviceNumber: 1}
+	b1 := imds.ENI{MAC: "02:00:00:00:00:0b", DeviceNumber: 2, State: imds.Pending}
+	b2 := b1
+	b2.State = imds.Complete
+	a2 := a1
+	a2.DeviceNumber = 7 // a stale value from the slow read
+	var f freshness
+	cur := snapOf(a1, b1)
+	raw, _ := f.merge(nil, nil, readResult{raw: cur, snap: cur, started: t0, full: true})
+	// A new link's read (started later) completes first: b is complete.
+	fast := snapOf(a1, b2)
+	raw, _ = f.merge(raw, raw, readResult{raw: fast, snap: fast, started: t0.Add(2 * time.Second), macs: []string{b2.MAC}})
+	// Then the slow refresh that started before it, with old data for b
+	// and its own (newer than t0) read of a.
+	slow := snapOf(a2, b1)
+	raw, _ = f.merge(raw, raw, readResult{raw: slow, snap: slow, started: t0.Add(time.Second), full: true})
+	if got := raw.ENI(b1.MAC); got == nil || got.State != imds.Complete {
+		t.Errorf("the older read overwrote the newer one: %+v", got)
+	}
+	if got := raw.ENI(a1.MAC); got == nil || got.DeviceNumber != 7 {
+		t.Errorf("the slow read's own newer data for a was dropped: %+v", got)
+	}
+	// A newer listing without b drops it.
+	gone := snapOf(a1)
+	raw, _ = f.merge(raw, raw, readResult{raw: gone, snap: gone, started: t0.Add(3 * time.Second), macs: nil})
+	if raw.ENI(b1.MAC) != nil || raw.ENI(a1.MAC) == nil {
+		t.Errorf("after a listing without b: %+v", raw.ENIs)
+	}
+}

@@ -26,35 +26,39 @@ type loop struct {
 	sigs <-chan os.Signal
 	wg   *sync.WaitGroup
 
-	tracker *evidence.Tracker
-	raw     *imds.Snapshot // the last read as IMDS said it (partial reads build on it)
-	last    *imds.Snapshot // the snapshot last converged to, evidence applied
-	links   *linkTracker
-	states  map[string]imds.ENIState // MAC -> state in the last read, to log changes only
-	noLink  map[string]bool          // MACs listed without a link, logged once
+	tracker   *evidence.Tracker
+	raw       *imds.Snapshot // the last read as IMDS said it (partial reads build on it)
+	last      *imds.Snapshot // the snapshot last converged to, evidence applied
+	links     *linkTracker
+	states    map[string]imds.ENIState // MAC -> state in the last read, to log changes only
+	noLink    map[string]bool          // MACs listed without a link, logged once
+	adminDown map[string]bool          // MACs whose link an administrator set down, logged once
 
 	reads   readQueue
 	repairs *repairPolicy
+	cutoff  *cutoffGuard
 	pub     *publisher // what status, doctor and Prometheus read (publish.go)
 
-	refresh, retry, poll, repair, readyBy *time.Timer
-	retryReq                              readReq // what the retry timer reads
-	ready                                 bool
-	lastErr                               string // last IMDS error class logged, so an outage logs once
-	lastStatus                            string
-	wedged                                bool
+	refresh, retry, poll, repair, check, readyBy *time.Timer
+	retryReq                                     readReq // what the retry timer reads
+	ready                                        bool
+	lastErr                                      string // last IMDS error class logged, so an outage logs once
+	lastStatus                                   string
+	wedged                                       bool
 }
 
 func newLoop(o Options, sigs <-chan os.Signal, wg *sync.WaitGroup) *loop {
 	return &loop{
 		o: o, cfg: o.Config, log: o.Logger, sigs: sigs, wg: wg,
-		tracker: evidence.New(o.Config.RemoveAfter, o.Config.RemoveAfterTime),
-		links:   newLinkTracker(o.Config.PropagationWait),
-		states:  map[string]imds.ENIState{},
-		noLink:  map[string]bool{},
-		reads:   newReadQueue(),
-		repairs: newRepairPolicy(),
-		pub:     newPublisher(o),
+		tracker:   evidence.New(o.Config.RemoveAfter, o.Config.RemoveAfterTime),
+		links:     newLinkTracker(o.Config.PropagationWait),
+		states:    map[string]imds.ENIState{},
+		noLink:    map[string]bool{},
+		adminDown: map[string]bool{},
+		reads:     newReadQueue(),
+		repairs:   newRepairPolicy(),
+		cutoff:    newCutoffGuard(),
+		pub:       newPublisher(o),
 	}
 }
 
@@ -69,10 +73,10 @@ func arm(t *time.Timer, d time.Duration) { t.Reset(max(d, 0)) }
 
 func (l *loop) run(ctx context.Context, ev Events) error {
 	l.refresh = time.NewTimer(jitter(l.cfg.RefreshInterval))
-	l.retry, l.poll, l.repair = stoppedTimer(), stoppedTimer(), stoppedTimer()
+	l.retry, l.poll, l.repair, l.check = stoppedTimer(), stoppedTimer(), stoppedTimer(), stoppedTimer()
 	l.readyBy = time.NewTimer(l.cfg.ReadyTimeout)
 	defer func() {
-		for _, t := range []*time.Timer{l.refresh, l.retry, l.poll, l.repair, l.readyBy} {
+		for _, t := range []*time.Timer{l.refresh, l.retry, l.poll, l.repair, l.check, l.readyBy} {
 			t.Stop()
 		}
 		ev.Close()
@@ -93,7 +97,7 @@ func (l *loop) run(ctx context.Context, ev Events) error {
 	if links, err := l.o.Reconciler.Links(); err == nil {
 		l.links.seed(links)
 	}
-	l.startRead(ctx, readReq{full: true})
+	l.startRead(ctx, readReq{full: true}, &l.reads.main)
 
 	for {
 		select {
@@ -118,6 +122,8 @@ func (l *loop) run(ctx context.Context, ev Events) error {
 			l.requestRead(ctx, l.retryReq)
 		case <-l.poll.C:
 			l.requestRead(ctx, readReq{peek: true})
+		case <-l.check.C:
+			l.requestRead(ctx, readReq{}) // the listing alone: does IMDS still answer?
 		case <-l.repair.C:
 			l.onRepair()
 		case <-l.pub.verifyC():
@@ -193,7 +199,7 @@ func (l *loop) onLinks(ctx context.Context) {
 	if len(macs) > 0 {
 		// Just the new ENI (and the listing): a slow key elsewhere must
 		// not hold up its configuration.
-		l.requestRead(ctx, readReq{macs: macs})
+		l.requestRead(ctx, readReq{macs: macs, attach: true})
 	}
 }
 
@@ -241,7 +247,7 @@ func (l *loop) apply(why string) *netconf.Result {
 	if l.last == nil {
 		return nil
 	}
-	res, err := l.o.Reconciler.Apply(l.last, l.cfg)
+	res, err := l.o.Reconciler.Apply(l.cutoff.filter(l.last), l.cfg)
 	l.pub.reconciled(why, res, err)
 	if err != nil {
 		l.log.Error("reconcile failed", zap.String("trigger", why), zap.Error(err))
@@ -249,12 +255,24 @@ func (l *loop) apply(why string) *netconf.Result {
 		return nil
 	}
 	l.logResult(why, res)
+	if l.cutoff.applied(res, time.Now()) {
+		arm(l.check, cutoffCheck)
+	}
 	l.setStatus(summary(res))
 	return res
 }
 
 func (l *loop) logResult(why string, res *netconf.Result) {
 	for _, e := range res.ENIs {
+		if e.AdminDown != l.adminDown[e.MAC] {
+			l.adminDown[e.MAC] = e.AdminDown
+			if e.AdminDown {
+				l.log.Info("link set down by an administrator after ec2net brought it up: left down; its addresses and rules are kept",
+					zap.String("link", e.Link), zap.String("mac", e.MAC))
+			} else {
+				l.log.Info("link up again", zap.String("link", e.Link), zap.String("mac", e.MAC))
+			}
+		}
 		for _, c := range e.Applied {
 			if why == "repair" && c.Op != netconf.OpDel {
 				continue // a repair burst is logged once, as a whole
@@ -299,6 +317,23 @@ func (l *loop) setStatus(s string) {
 	}
 	l.lastStatus = s
 	l.o.Notify("STATUS=" + s)
+}
+
+// rollBack undoes the last change when IMDS stopped answering right
+// after it (cutoff.go).
+func (l *loop) rollBack() {
+	undo := l.cutoff.rollback(l.raw)
+	res, err := l.o.Reconciler.Revert(undo)
+	if err != nil {
+		l.log.Error("rolling back the last change failed", zap.Error(err))
+		return
+	}
+	var macs []string
+	for _, e := range res.ENIs {
+		macs = append(macs, e.MAC)
+	}
+	l.log.Error("IMDS stopped answering right after ec2net changed the routing: rolled back that change; its ENIs are held until IMDS answers",
+		zap.Int("changes", res.Writes), zap.Strings("macs", macs))
 }
 
 // jitter spreads d by ±10 % so that a fleet does not read IMDS in step.

@@ -192,7 +192,7 @@ func (p *publisher) verify(snap *imds.Snapshot) {
 
 func pathBroken(s netconf.State) bool {
 	switch s {
-	case netconf.StateShadowed, netconf.StateWrongPath, netconf.StateLinkDown, netconf.StateRPFilter:
+	case netconf.StateShadowed, netconf.StateWrongPath, netconf.StateDown, netconf.StateRPFilter:
 		return true
 	}
 	return false

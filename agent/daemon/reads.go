@@ -21,9 +21,10 @@ import (
 // for ENIs still propagating one request each for the key they wait on
 // (imds.Client.Peek), with a read only of those whose key changed.
 type readReq struct {
-	full bool
-	macs []string // read these ENIs (with the listing)
-	peek bool     // peek at the pending ENIs with a link first
+	full   bool
+	macs   []string // read these ENIs (with the listing)
+	peek   bool     // peek at the pending ENIs with a link first
+	attach bool     // for a new link: may run beside a slower read
 }
 
 // merge folds a request asked for while a read is under way into the one
@@ -31,6 +32,7 @@ type readReq struct {
 func (r *readReq) merge(o readReq) {
 	r.full = r.full || o.full
 	r.peek = r.peek || o.peek
+	r.attach = r.attach && o.attach
 	for _, m := range o.macs {
 		if !slices.Contains(r.macs, m) {
 			r.macs = append(r.macs, m)
@@ -39,73 +41,90 @@ func (r *readReq) merge(o readReq) {
 }
 
 type readResult struct {
-	raw  *imds.Snapshot // as IMDS said (the base of the next partial read)
-	snap *imds.Snapshot // with the evidence rule applied
-	err  error
+	raw     *imds.Snapshot // as IMDS said (the base of the next partial read)
+	snap    *imds.Snapshot // with the evidence rule applied
+	err     error
+	lane    *lane
+	started time.Time
+	full    bool     // every ENI was read
+	macs    []string // else, the ENIs that were read
 }
 
 // errNoChange: every pending ENI peeked at is still waiting on the same
 // value; nothing was read.
 var errNoChange = errors.New("no pending ENI changed")
 
-// readQueue runs one IMDS read at a time: reads asked for while one is
-// under way are merged and run once after it.
+// readQueue runs IMDS reads in two lanes of one read at a time: reads
+// asked for while its lane is busy are merged and run once after it. The
+// attach lane takes a new link's read when the main lane is busy (a
+// refresh slowed by one trickling key must not hold up another ENI's
+// configuration); merge.go folds results that arrive out of order.
 type readQueue struct {
-	busy    bool
-	next    *readReq
-	results chan readResult
-	pending *imds.Backoff // blind re-reads while an ENI propagates without a key to peek at
-	failing *imds.Backoff // re-reads while IMDS fails
+	main, attach lane
+	fresh        freshness
+	results      chan readResult
+	pending      *imds.Backoff // blind re-reads while an ENI propagates without a key to peek at
+	failing      *imds.Backoff // re-reads while IMDS fails
+}
+
+type lane struct {
+	busy bool
+	next *readReq
 }
 
 func newReadQueue() readQueue {
 	return readQueue{
-		results: make(chan readResult, 1),
+		results: make(chan readResult, 2),
 		pending: imds.NewBackoff(imds.BackoffConfig{Initial: 100 * time.Millisecond, Max: 5 * time.Second, Jitter: 0.2}),
 		failing: imds.NewBackoff(imds.BackoffConfig{Initial: 100 * time.Millisecond, Max: 5 * time.Second, Jitter: 0.2}),
 	}
 }
 
 func (l *loop) requestRead(ctx context.Context, req readReq) {
-	if l.reads.busy {
-		if l.reads.next == nil {
-			l.reads.next = &readReq{}
+	ln := &l.reads.main
+	if req.attach && ln.busy && l.raw != nil {
+		ln = &l.reads.attach
+	}
+	if ln.busy {
+		if ln.next == nil {
+			ln.next = &readReq{attach: req.attach}
 		}
-		l.reads.next.merge(req)
+		ln.next.merge(req)
 		return
 	}
-	l.startRead(ctx, req)
+	l.startRead(ctx, req, ln)
 }
 
-// startRead runs one read in the worker, with the evidence rule applied
+// startRead runs one read in a worker, with the evidence rule applied
 // (removals it cannot yet prove are held in the tracker).
-func (l *loop) startRead(ctx context.Context, req readReq) {
-	l.reads.busy = true
+func (l *loop) startRead(ctx context.Context, req readReq, ln *lane) {
+	ln.busy = true
 	prev := l.raw
+	res := readResult{lane: ln, started: time.Now()}
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
-		var raw *imds.Snapshot
 		read := func(ctx context.Context) (*imds.Snapshot, error) {
-			s, err := l.read(ctx, req, prev)
-			raw = s
-			return s, err
+			var err error
+			res.raw, res.full, res.macs, err = l.read(ctx, req, prev)
+			return res.raw, err
 		}
-		snap, err := converge.Read(ctx, l.o.IMDS, l.o.Reconciler, converge.Options{
+		res.snap, res.err = converge.Read(ctx, l.o.IMDS, l.o.Reconciler, converge.Options{
 			Config: l.cfg, Tracker: l.tracker, HoldRemovals: true, Read: read})
 		select {
-		case l.reads.results <- readResult{raw: raw, snap: snap, err: err}:
+		case l.reads.results <- res:
 		case <-ctx.Done():
 		}
 	}()
 }
 
-// read does one request's reads (in the worker).
-func (l *loop) read(ctx context.Context, req readReq, prev *imds.Snapshot) (*imds.Snapshot, error) {
+// read does one request's reads (in a worker) and says which ENIs it read.
+func (l *loop) read(ctx context.Context, req readReq, prev *imds.Snapshot) (*imds.Snapshot, bool, []string, error) {
 	if req.full || prev == nil {
-		return l.o.IMDS.Snapshot(ctx)
+		s, err := l.o.IMDS.Snapshot(ctx)
+		return s, true, nil, err
 	}
-	macs := req.macs
+	macs := slices.Clone(req.macs)
 	if req.peek {
 		for i := range prev.ENIs {
 			e := &prev.ENIs[i]
@@ -114,21 +133,23 @@ func (l *loop) read(ctx context.Context, req readReq, prev *imds.Snapshot) (*imd
 			}
 		}
 		if len(macs) == 0 {
-			return nil, errNoChange
+			return nil, false, nil, errNoChange
 		}
 	}
 	snap, err := l.o.IMDS.ReadENIs(ctx, prev, macs)
-	if err == nil && listsNew(snap, prev) {
+	if err == nil && listsNew(snap, prev, macs) {
 		// A MAC the partial read did not know: read everything once.
-		return l.o.IMDS.Snapshot(ctx)
+		s, err := l.o.IMDS.Snapshot(ctx)
+		return s, true, nil, err
 	}
-	return snap, err
+	return snap, false, macs, err
 }
 
-// listsNew reports whether snap lists an ENI prev did not.
-func listsNew(snap, prev *imds.Snapshot) bool {
+// listsNew reports whether snap lists an ENI that neither prev nor the
+// read knew (a partial read leaves it unread).
+func listsNew(snap, prev *imds.Snapshot, read []string) bool {
 	for i := range snap.ENIs {
-		if prev.ENI(snap.ENIs[i].MAC) == nil {
+		if mac := snap.ENIs[i].MAC; prev.ENI(mac) == nil && !slices.Contains(read, mac) {
 			return true
 		}
 	}
@@ -136,7 +157,7 @@ func listsNew(snap, prev *imds.Snapshot) bool {
 }
 
 func (l *loop) onRead(ctx context.Context, r readResult) {
-	l.reads.busy = false
+	r.lane.busy = false
 	if ctx.Err() != nil {
 		return
 	}
@@ -148,16 +169,20 @@ func (l *loop) onRead(ctx context.Context, r readResult) {
 		l.onReadFailed(r.err)
 	default:
 		l.pub.read(nil)
-		l.raw = r.raw
-		l.onSnapshot(r.snap)
+		var snap *imds.Snapshot
+		l.raw, snap = l.reads.fresh.merge(l.raw, l.last, r)
+		l.onSnapshot(snap)
 	}
-	if next := l.reads.next; next != nil {
-		l.reads.next = nil
-		l.startRead(ctx, *next)
+	if next := r.lane.next; next != nil {
+		r.lane.next = nil
+		l.startRead(ctx, *next, r.lane)
 	}
 }
 
 func (l *loop) onReadFailed(err error) {
+	if l.cutoff.suspect(err, time.Now()) {
+		l.rollBack()
+	}
 	class := errorClass(err)
 	if class != l.lastErr {
 		l.log.Error("IMDS read failed; keeping the current configuration", zap.String("class", class), zap.Error(err))
@@ -174,6 +199,9 @@ func (l *loop) onSnapshot(snap *imds.Snapshot) {
 		l.lastErr = ""
 	}
 	l.reads.failing.Reset()
+	for _, mac := range l.cutoff.answered(l.raw) {
+		l.log.Warn("IMDS answers again: trying the rolled-back ENI once more", zap.String("mac", mac))
+	}
 	l.logStateChanges(snap)
 	l.last = snap
 	l.apply("imds")

@@ -42,7 +42,7 @@ type Metrics struct {
 var States = []netconf.State{
 	netconf.StateConfigured, netconf.StateDrift, netconf.StatePending, netconf.StateInvalid, netconf.StateUnknown,
 	netconf.StateExcluded, netconf.StateAbsent, netconf.StateUnlisted, netconf.StateEFAOnly,
-	netconf.StateShadowed, netconf.StateWrongPath, netconf.StateLinkDown, netconf.StateRPFilter,
+	netconf.StateShadowed, netconf.StateWrongPath, netconf.StateDown, netconf.StateRPFilter,
 }
 
 // New makes the registry. imdsStats, when not nil, is read at every

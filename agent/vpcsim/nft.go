@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
@@ -44,6 +45,7 @@ import (
 //			ether type arp accept
 //			icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit } accept
 //			ip6 saddr fe80::/10 accept
+//			udp sport 68 udp dport 67 accept
 //			iifname vmap @from_eni
 //		}
 //		chain postrouting {
@@ -56,6 +58,13 @@ import (
 //		}
 //	}
 const nftTable = "vpcsim"
+
+// setIDs numbers the sets of a transaction. google/nftables numbers sets
+// without one from a package variable it does not guard, a data race when
+// two simulated VPCs program their routers at once (parallel tests).
+var setIDs atomic.Uint32
+
+func nextSetID() uint32 { return setIDs.Add(1) }
 
 // bridgePriorityFilter is "priority filter" in the bridge family.
 const bridgePriorityFilter = -200
@@ -79,7 +88,7 @@ func (d dropSet) set() *nftables.Set {
 	if !d.v4 {
 		addr = nftables.TypeIP6Addr
 	}
-	return &nftables.Set{Table: checkTable, Name: d.name, Dynamic: true, Counter: true, Size: 65535,
+	return &nftables.Set{ID: nextSetID(), Table: checkTable, Name: d.name, Dynamic: true, Counter: true, Size: 65535,
 		Concatenation: true, KeyType: nftables.MustConcatSetType(nftables.TypeIFName, addr)}
 }
 
@@ -98,15 +107,15 @@ func portMap(from bool) *nftables.Set {
 		name = "from_eni"
 	}
 	// Interface names are host-order data to nft (for its listing only).
-	return &nftables.Set{Table: checkTable, Name: name, IsMap: true, KeyByteOrder: binaryutil.NativeEndian,
+	return &nftables.Set{ID: nextSetID(), Table: checkTable, Name: name, IsMap: true, KeyByteOrder: binaryutil.NativeEndian,
 		KeyType: nftables.TypeIFName, DataType: nftables.TypeVerdict}
 }
 
 func portSet(port string, v4 bool) *nftables.Set {
 	if v4 {
-		return &nftables.Set{Table: checkTable, Name: port + "_4", Interval: true, KeyType: nftables.TypeIPAddr}
+		return &nftables.Set{ID: nextSetID(), Table: checkTable, Name: port + "_4", Interval: true, KeyType: nftables.TypeIPAddr}
 	}
-	return &nftables.Set{Table: checkTable, Name: port + "_6", Interval: true, KeyType: nftables.TypeIP6Addr}
+	return &nftables.Set{ID: nextSetID(), Table: checkTable, Name: port + "_6", Interval: true, KeyType: nftables.TypeIP6Addr}
 }
 
 func portChain(port string, from bool) *nftables.Chain {
@@ -173,6 +182,11 @@ func hookRules(from bool, m *nftables.Set) [][]expr.Any {
 	}
 	for _, p := range append(passIPv6, passIPv4...) {
 		rules = append(rules, append(matchPrefix(netip.MustParsePrefix(p), from, false, true), acc))
+	}
+	if from {
+		// A DHCP DISCOVER comes from 0.0.0.0, which no ENI owns; the
+		// VPC's DHCP answers in front of the check.
+		rules = append(rules, append(matchDHCPv4Client(), acc))
 	}
 	return append(rules, []expr.Any{
 		&expr.Meta{Key: meta, Register: reg1},

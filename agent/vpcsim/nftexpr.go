@@ -124,6 +124,15 @@ func matchTCPDport(port uint16) []expr.Any {
 		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: binaryutil.BigEndian.PutUint16(port)})
 }
 
+// matchDHCPv4Client is "ether type ip udp sport 68 udp dport 67": a
+// DHCPv4 client's message to the server.
+func matchDHCPv4Client() []expr.Any {
+	out := append(matchEtherType(etherTypeIPv4), matchL4(unix.IPPROTO_UDP)...)
+	return append(out,
+		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 4},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{0, 68, 0, 67}})
+}
+
 // matchMark is "meta mark M".
 func matchMark(m uint32) []expr.Any {
 	return []expr.Any{

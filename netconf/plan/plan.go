@@ -261,7 +261,7 @@ func Desired(snap *imds.Snapshot, cfg config.Config, links Links) (*State, error
 			d.Reason = "excluded by configuration"
 		case e.State == imds.Pending && e.NoAddresses && d.Link == nil:
 			d.Disposition = Idle
-			d.Reason = "no address and no link here (an EFA-only interface): nothing to configure"
+			d.Reason = "listed with no address and no link here: nothing to configure"
 		case e.State != imds.Complete:
 			d.Disposition = Hold
 			d.Reason = e.State.String()

@@ -1,0 +1,84 @@
+package packaging
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ec2net/ec2net/netconf/nsutil"
+)
+
+// sudoPath is sudo's default secure_path on Debian and Ubuntu: no
+// /usr/local/go/bin.
+const sudoPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// With sudo's PATH, the Makefile finds the Go this test runs with where it
+// is installed, says so in one line, and hands it to what it runs.
+func TestMakeFindsGoWithSudoPath(t *testing.T) {
+	requireTools(t, "make")
+	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	if _, err := os.Stat(goBin); err != nil {
+		t.Fatalf("this test's go: %v", err)
+	}
+	onPath := strings.Contains(":"+sudoPath+":", ":"+filepath.Dir(goBin)+":")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "make", "--no-print-directory", "-s", "go", "print-go-path")
+	cmd.Dir = repoRoot
+	cmd.Env = []string{"PATH=" + sudoPath, "HOME=/nonexistent", "SUDO_USER="}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("make go print-go-path with sudo's PATH: %v\n%s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if onPath { // nothing to find: make says nothing and uses it
+		if len(lines) != 1 || lines[0] != goBin {
+			t.Errorf("go is on sudo's PATH: want make to use %s silently; got:\n%s", goBin, out)
+		}
+		return
+	}
+	if len(lines) != 2 || !strings.Contains(lines[0], "using "+goBin) || lines[1] != goBin {
+		t.Errorf("want one line naming %s, then the go that make uses; got:\n%s", goBin, out)
+	}
+	t.Logf("sudo's PATH: %s", lines[0])
+}
+
+// Without any Go, make fails before doing anything, saying which version
+// go.mod needs and where to get it. Every place find-go.sh looks is hidden
+// in a private mount namespace.
+func TestMakeWithoutGoSaysHowToGetIt(t *testing.T) {
+	nsutil.RequireRoot(t)
+	requireTools(t, "make", "unshare")
+	var hide []string
+	for _, d := range []string{runtime.GOROOT(), "/usr/local/go", "/usr/lib/go", "/snap/bin", "/root/go", "/root/sdk"} {
+		if _, err := os.Stat(d); err == nil && !slices.Contains(hide, d) {
+			hide = append(hide, d)
+		}
+	}
+	script := "set -e\n"
+	for _, d := range hide {
+		script += "mount -t tmpfs none '" + d + "'\n"
+	}
+	script += "exec env -i PATH=" + sudoPath + " HOME=/nonexistent make --no-print-directory -s build\n"
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "unshare", "--mount", "--propagation", "private", "sh", "-c", script)
+	cmd.Dir = repoRoot
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("make build succeeded without Go:\n%s", out)
+	}
+	want := strings.TrimSpace(mustRun(t, "sed", "-n", "s/^go //p", "go.mod"))
+	for _, s := range []string{"Go not found", "Go " + want + " or later", "https://go.dev/dl/"} {
+		if !strings.Contains(string(out), s) {
+			t.Errorf("make build without Go does not say %q:\n%s", s, out)
+		}
+	}
+	t.Logf("hid %v; make build: %s", hide, strings.TrimSpace(string(out)))
+}
