@@ -76,7 +76,8 @@ type Default struct {
 
 // Host is what the checks look at.
 type Host struct {
-	Root         string // file system root; "" means "/"
+	Root         string // file system root of the files and processes read; "" means "/"
+	SysRoot      string // where /proc/sys is read (the namespace's sysctls); "" means "/"
 	ENIs         []Link // the ENIs' links (IMDS's ENIs present here)
 	LinkNames    []string
 	MainDefaults []Default

@@ -34,7 +34,7 @@ func fakeHost(t *testing.T, files map[string]string, procs ...string) Host {
 			t.Fatal(err)
 		}
 	}
-	return Host{Root: root, ENIs: []Link{
+	return Host{Root: root, SysRoot: root, ENIs: []Link{
 		{Name: "eth0", Index: 2, MAC: "02:00:00:00:0a:00", Primary: true, MTU: 9001, Driver: "ena"},
 		{Name: "eth1", Index: 3, MAC: "02:00:00:00:0a:01", MTU: 9001, Driver: "ena"},
 	}}
@@ -173,7 +173,7 @@ func TestKernelChecks(t *testing.T) {
 	if p := find(fs, "main-default", Problem); len(p) != 1 || !strings.Contains(p[0].Text, "IPv6") || !strings.Contains(p[0].Fix, "accept_ra=0") {
 		t.Errorf("main defaults: %+v", p)
 	}
-	h.Root = t.TempDir() // no /proc/sys
+	h.SysRoot = t.TempDir() // no /proc/sys
 	if u := find(Kernel(h), "rp_filter", Unchecked); len(u) != 1 {
 		t.Errorf("unreadable rp_filter: %+v", Kernel(h))
 	}

@@ -3,6 +3,7 @@ package hostcheck
 import (
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -52,7 +53,7 @@ func rpFilter(h *Host) []Finding {
 }
 
 func (h *Host) sysctl(key string) (int, bool) {
-	b, err := os.ReadFile(h.path("/proc/sys/" + key))
+	b, err := os.ReadFile(filepath.Join(h.SysRoot, "/proc/sys", key))
 	if err != nil {
 		return 0, false
 	}
