@@ -2,9 +2,11 @@ package daemon
 
 import (
 	"errors"
+	"os"
 	"time"
 
 	"github.com/ec2net/ec2net/agent/config"
+	"github.com/ec2net/ec2net/agent/hostcheck"
 	"github.com/ec2net/ec2net/agent/imds"
 	"github.com/ec2net/ec2net/agent/logging"
 	"github.com/ec2net/ec2net/agent/metrics"
@@ -34,6 +36,7 @@ type publisher struct {
 	lastVerify time.Time
 	states     map[string]netconf.State // MAC -> path-verified state at the last verification
 	warned     map[string]bool          // file write failures already logged
+	hostSeen   map[string]bool          // host problems (hostcheck) logged, by check and link
 }
 
 // statuser is the namespace's path-verified status (*netconf.Reconciler).
@@ -51,7 +54,7 @@ const (
 func newPublisher(o Options) *publisher {
 	now := time.Now()
 	p := &publisher{stateDir: o.Reconciler.StateDir(), cfg: o.Config, log: o.Logger, rt: newRuntime(o.Version, now),
-		timer: stoppedTimer(), states: map[string]netconf.State{}, warned: map[string]bool{}}
+		timer: stoppedTimer(), states: map[string]netconf.State{}, warned: map[string]bool{}, hostSeen: map[string]bool{}}
 	if s, ok := o.IMDS.(interface{ Stats() imds.Stats }); ok {
 		p.imds = s.Stats
 	}
@@ -187,7 +190,34 @@ func (p *publisher) verify(snap *imds.Snapshot) {
 		}
 	}
 	p.rt.ENIs, p.rt.LastVerified = counts, now
+	p.checkHost(rows)
 	p.write()
+}
+
+// checkHost logs each competing network manager problem once, with its
+// fix (again if it goes away and comes back). Only the file-based checks:
+// the daemon may act on a namespace other than its own (tests), and the
+// path verification already covers what the kernel does.
+func (p *publisher) checkHost(rows []netconf.ENIStatus) {
+	h := hostcheck.Host{Root: os.Getenv("EC2NET_TEST_HOST_ROOT")}
+	for _, r := range rows {
+		if r.Link != "" {
+			h.ENIs = append(h.ENIs, hostcheck.Link{Name: r.Link, MAC: r.MAC, Primary: r.Primary, MTU: r.MTU})
+		}
+	}
+	seen := map[string]bool{}
+	for _, f := range hostcheck.Managers(h) {
+		if f.Severity != hostcheck.Problem {
+			continue
+		}
+		key := f.Check + "/" + f.Link
+		seen[key] = true
+		if !p.hostSeen[key] {
+			p.log.Warn(f.Text, zap.String("check", f.Check), zap.String("link", f.Link), zap.String("fix", f.Fix),
+				logging.ID(logging.MsgHostCheck))
+		}
+	}
+	p.hostSeen = seen
 }
 
 func pathBroken(s netconf.State) bool {

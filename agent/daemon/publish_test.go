@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -173,5 +174,45 @@ func TestLivenessSummaries(t *testing.T) {
 		if got := c.lv.Summary(now); !strings.Contains(got, c.want) {
 			t.Errorf("%+v: %q lacks %q", c.lv, got, c.want)
 		}
+	}
+}
+
+// A competing network manager is logged once, at warning, with its fix.
+func TestLogsCompetingManagerOnce(t *testing.T) {
+	root := t.TempDir()
+	must(t, os.MkdirAll(root+"/proc/1", 0o755))
+	must(t, os.WriteFile(root+"/proc/1/comm", []byte("systemd-network\n"), 0o644))
+	t.Setenv("EC2NET_TEST_HOST_ROOT", root)
+	core, logs := observer.New(zapcore.InfoLevel)
+	var dir string
+	h := startHarnessWith(t, "dmhost", func(c *config.Config) { c.RefreshInterval = time.Hour }, func(o *Options) {
+		dir = o.Reconciler.StateDir()
+		o.Logger = zap.New(zapcore.NewTee(zaptest.NewLogger(t).Core(), core))
+	})
+	must(t, h.vpc.Attach(eth1))
+	eventually(t, 10*time.Second, "configured", h.allPass(allAddrs(eth1)))
+	eventually(t, 5*time.Second, "networkd logged", func() error {
+		if n := logs.FilterField(zap.String("check", "networkd")).Len(); n != 1 {
+			return fmt.Errorf("%d networkd lines", n)
+		}
+		return nil
+	})
+	l := logs.FilterField(zap.String("check", "networkd")).All()[0]
+	if l.Level != zapcore.WarnLevel || l.ContextMap()["message_id"] != logging.MsgHostCheck ||
+		!strings.Contains(l.ContextMap()["fix"].(string), "ManageForeignRoutingPolicyRules=no") {
+		t.Errorf("networkd line: %+v", l)
+	}
+	// Later verifications do not repeat it.
+	rt, err := ReadRuntime(dir)
+	must(t, err)
+	h.sigs <- syscall.SIGHUP
+	eventually(t, 5*time.Second, "a later verification", func() error {
+		if now, err := ReadRuntime(dir); err != nil || !now.LastVerified.After(rt.LastVerified) {
+			return fmt.Errorf("last verified %v (was %v): %v", now.LastVerified, rt.LastVerified, err)
+		}
+		return nil
+	})
+	if n := logs.FilterField(zap.String("check", "networkd")).Len(); n != 1 {
+		t.Errorf("networkd logged %d times", n)
 	}
 }
