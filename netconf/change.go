@@ -69,13 +69,14 @@ func (k Kind) String() string {
 // MarshalText makes JSON carry the name.
 func (k Kind) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
 
-// LinkSetting is what a link change sets: exactly one of Up, MTU and
-// AltName.
+// LinkSetting is what a link change sets: exactly one of Up, MTU,
+// AltName and NoRA.
 type LinkSetting struct {
 	Index   int
 	Up      bool
 	MTU     int
 	AltName string
+	NoRA    bool // net.ipv6.conf.<link>.accept_ra = 0 (a sysctl, not netlink)
 }
 
 // Change is one netlink write, as plain data: its op, its object and the
@@ -99,6 +100,9 @@ type Change struct {
 // every object exists before what needs it and nothing we delete is
 // still needed by what we delete next.
 func (c Change) phase() int {
+	if c.Kind == KindLink && c.LinkSet.NoRA {
+		return -1 // before the link is up: no advertisement is ever taken
+	}
 	if c.Op == OpDel {
 		switch c.Kind {
 		case KindRule:

@@ -11,8 +11,9 @@ import (
 // execute makes a pass's changes: every netlink write of ec2net goes
 // through here, counted, and the ownership record follows what succeeded.
 func (r *Reconciler) execute(p *pass) (*Result, error) {
-	r.writeAhead(p)
 	before := r.writes
+	r.writeAhead(p)
+	r.setSysctls(p)
 	r.writes += len(p.changes)
 	errs := r.w.Send(len(p.changes), func(i int, m *rtnl.Msg) { p.changes[i].encode(m) })
 	for i, c := range p.changes {
@@ -44,6 +45,31 @@ func (r *Reconciler) execute(p *pass) (*Result, error) {
 		r.log.Warn("ownership record not written; the kernel's marks keep ownership", zap.Error(err))
 	}
 	return out, nil
+}
+
+// setSysctls makes the changes that are not netlink writes (accept_ra)
+// and takes them out of the pass's netlink batch. They sort first, so
+// they precede the link being brought up.
+func (r *Reconciler) setSysctls(p *pass) {
+	kept := p.changes[:0]
+	for _, c := range p.changes {
+		if c.Kind != KindLink || !c.LinkSet.NoRA {
+			kept = append(kept, c)
+			continue
+		}
+		res := p.result(c.MAC)
+		r.writes++
+		switch err := r.writeNoRA(c.Link); {
+		case err != nil && r.sysctlReadOnly:
+			// Cannot be done here at all: warned once, not a failure of
+			// every pass.
+		case err != nil:
+			res.Failed = append(res.Failed, ChangeError{Change: c, Err: err})
+		default:
+			res.Applied = append(res.Applied, c)
+		}
+	}
+	p.changes = kept
 }
 
 // ErrNoRecord: the address was not added because ec2net could not record

@@ -16,6 +16,7 @@ import (
 type have struct {
 	links  plan.Links
 	addrs  map[int][]rtnl.Addr // by link index
+	ra     map[int]bool        // ENI links that take router advertisements
 	routes []kRoute            // owned routes anywhere, foreign ones of the tables read
 	rules  []kRule             // every rule with a source or in or into our range
 }
@@ -33,6 +34,8 @@ type kRule struct {
 
 func (h *have) link(mac string) *plan.LinkInfo { return h.links.ByMAC[mac] }
 
+func (h *have) acceptsRA(index int) bool { return h.ra[index] }
+
 // devName is a link's name for printing.
 func (h *have) devName(index int) string {
 	if l := h.links.ByIndex[index]; l != nil {
@@ -44,9 +47,9 @@ func (h *have) devName(index int) string {
 	return fmt.Sprintf("if%d", index)
 }
 
-// read dumps links, addresses, owned routes and rules. driverFor names
-// the links whose driver is wanted (ENI links under MTU auto).
-func (r *Reconciler) read(driverFor map[string]bool) (*have, error) {
+// read dumps links, addresses, owned routes and rules. enis names the
+// ENI links, whose driver (under MTU auto) and accept_ra are read too.
+func (r *Reconciler) read(enis map[string]bool, mtuAuto bool) (*have, error) {
 	// The rule buffer is reused from pass to pass: thousands of rules
 	// would otherwise be reallocated each time. Nothing keeps a pointer
 	// into it beyond a pass.
@@ -107,10 +110,14 @@ func (r *Reconciler) read(driverFor map[string]bool) (*have, error) {
 	}
 	r.ruleBuf = h.rules
 	infos := make([]plan.LinkInfo, len(links))
+	h.ra = map[int]bool{}
 	for i, l := range links {
 		infos[i] = plan.LinkInfo{Index: l.Index, Name: l.Name, MAC: l.MAC, MTU: l.MTU, Up: l.Up, AltNames: l.AltNames}
-		if driverFor[l.MAC] {
-			infos[i].Driver = r.driver(l.Name)
+		if enis[l.MAC] {
+			if mtuAuto {
+				infos[i].Driver = r.driver(l.Name)
+			}
+			h.ra[l.Index] = r.acceptsRA(l.Name)
 		}
 	}
 	h.links = plan.IndexLinks(infos)

@@ -21,12 +21,15 @@ func (p *pass) missingLink(e *plan.ENI) {
 		p.add(Change{Op: op, Kind: KindLink, MAC: e.MAC, Link: l.Name, LinkSet: s})
 	}
 	if e.Up && !l.Up {
-		if re := p.owned.ENIs[e.MAC]; re != nil && re.BroughtUp {
+		if re := p.owned.ENIs[e.MAC]; re != nil && re.BroughtUp == l.Index {
 			// ec2net brought it up before: someone set it down since.
 			p.result(e.MAC).AdminDown = true
 		} else {
 			set(LinkSetting{Up: true}, OpSet)
 		}
+	}
+	if e.NoRA && p.have.acceptsRA(l.Index) {
+		set(LinkSetting{NoRA: true}, OpSet)
 	}
 	if e.MTU != 0 && l.MTU != e.MTU {
 		set(LinkSetting{MTU: e.MTU}, OpSet)

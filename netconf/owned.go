@@ -33,9 +33,10 @@ type recordENI struct {
 	// intended address found on the link is ec2net's (the pass that
 	// intended it had seen it absent).
 	Intent []string `json:"intent,omitempty"`
-	// BroughtUp: ec2net set the link up once. If it is down later, an
-	// administrator (ip link set down, ifdown) did it: respected.
-	BroughtUp bool `json:"brought_up,omitempty"`
+	// BroughtUp is the index of the link ec2net set up. If that link is
+	// down later, an administrator (ip link set down, ifdown) did it:
+	// respected. A re-attached ENI is a new link, brought up again.
+	BroughtUp int `json:"brought_up,omitempty"`
 }
 
 func newRecord() *record { return &record{Version: 1, ENIs: map[string]*recordENI{}} }
@@ -115,7 +116,7 @@ func (s *record) note(c Change, created bool) {
 			e.Addrs = remove(e.Addrs, c.Addr.Prefix.Addr().String())
 		}
 	case c.Kind == KindLink && c.LinkSet.Up:
-		s.eni(c.MAC).BroughtUp = true
+		s.eni(c.MAC).BroughtUp = c.LinkSet.Index
 	case c.Kind == KindRoute && c.Op == OpDel && c.Route.Table == tableLocal && c.MAC != "":
 		if e := s.ENIs[c.MAC]; e != nil {
 			e.Local = remove(e.Local, c.Route.Dst.String())

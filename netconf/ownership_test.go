@@ -11,6 +11,7 @@ import (
 
 	"github.com/ec2net/ec2net/agent/config"
 	"github.com/ec2net/ec2net/agent/imds"
+	"github.com/ec2net/ec2net/netconf/nsutil"
 )
 
 func TestAddressAddedAndRemoved(t *testing.T) {
@@ -558,5 +559,43 @@ func TestAdministratorsLinkDownIsRespected(t *testing.T) {
 	mustApply(t, r, s, cfg())
 	if got := b.routes(10001); len(got) != 4 {
 		t.Errorf("routes not back with the link: %v", got)
+	}
+}
+
+// Secondary ENIs take no router advertisements (a default learned from
+// them in main would draw the primary's IPv6 traffic); the primary keeps
+// whatever its DHCP client set.
+func TestSecondaryENIsIgnoreRouterAdvertisements(t *testing.T) {
+	b := newBed(t)
+	b.withPrimary()
+	b.veth("eth1", macEth1)
+	r := b.reconciler()
+	ra := func(link string) string {
+		var out []byte
+		if err := nsutil.Do(b.ns, func() (err error) {
+			out, err = os.ReadFile("/proc/sys/net/ipv6/conf/" + link + "/accept_ra")
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	before := ra("eth0")
+	res := mustApply(t, r, snap(primary(), secondary()), cfg())
+	if got := ra("eth1"); got != "0" {
+		t.Errorf("eth1 accept_ra %s, want 0", got)
+	}
+	if got := ra("eth0"); got != before {
+		t.Errorf("the primary's accept_ra changed: %s -> %s", before, got)
+	}
+	found := false
+	for _, c := range res.ENIs[1].Applied {
+		found = found || c.Text() == "sysctl net.ipv6.conf.eth1.accept_ra=0"
+	}
+	if !found {
+		t.Errorf("the sysctl change is not reported: %v", res.ENIs[1].Applied)
+	}
+	if res := mustApply(t, r, snap(primary(), secondary()), cfg()); res.Writes != 0 {
+		t.Errorf("re-apply: %d writes", res.Writes)
 	}
 }

@@ -48,13 +48,11 @@ type pass struct {
 // compute reads the kernel, plans and diffs: everything of a pass but
 // the writes.
 func (r *Reconciler) compute(snap *imds.Snapshot, cfg config.Config, kind passKind) (*pass, error) {
-	driverFor := map[string]bool{}
-	if cfg.MTU == config.MTUAuto {
-		for _, e := range snap.ENIs {
-			driverFor[e.MAC] = true
-		}
+	enis := map[string]bool{}
+	for _, e := range snap.ENIs {
+		enis[e.MAC] = true
 	}
-	h, err := r.read(driverFor)
+	h, err := r.read(enis, cfg.MTU == config.MTUAuto)
 	if err != nil {
 		return nil, fmt.Errorf("netconf: read kernel: %w", err)
 	}

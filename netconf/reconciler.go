@@ -60,25 +60,27 @@ type Options struct {
 // Reconciler reads and changes one namespace. Its methods are safe for
 // concurrent use (they serialise).
 type Reconciler struct {
-	mu          sync.Mutex
-	w           *rtnl.Writer // every write
-	addrDumper  *rtnl.Dumper // (concurrent with rules)
-	ruleDumper  *rtnl.Dumper
-	linkDumper  *rtnl.Dumper
-	routeDumper *rtnl.Dumper // strict: the kernel filters route dumps
-	ethFD       int
-	lockFD      int // <stateDir>/lock: serialises ec2net processes in one namespace
-	stateDir    string
-	readOnly    bool
-	recordErr   error // why the ownership record could not be read
-	log         *zap.Logger
-	owned       *record // as last read or written
-	writes      int
-	reported    map[string]bool // foreign objects already logged
-	readAll     bool            // a pass has read every table in use
-	ruleBuf     []kRule         // reused by read
-	kernelMarks bool            // the kernel keeps the protocol on addresses (seen on one of ours)
-	noAddrProto bool            // test mode: behave as on a kernel without address marks
+	mu             sync.Mutex
+	w              *rtnl.Writer // every write
+	addrDumper     *rtnl.Dumper // (concurrent with rules)
+	ruleDumper     *rtnl.Dumper
+	linkDumper     *rtnl.Dumper
+	routeDumper    *rtnl.Dumper // strict: the kernel filters route dumps
+	ethFD          int
+	lockFD         int // <stateDir>/lock: serialises ec2net processes in one namespace
+	stateDir       string
+	readOnly       bool
+	recordErr      error // why the ownership record could not be read
+	log            *zap.Logger
+	owned          *record // as last read or written
+	writes         int
+	reported       map[string]bool // foreign objects already logged
+	readAll        bool            // a pass has read every table in use
+	ruleBuf        []kRule         // reused by read
+	kernelMarks    bool            // the kernel keeps the protocol on addresses (seen on one of ours)
+	ns             netns.NsHandle  // the namespace (a descriptor of our own), for sysctl
+	sysctlReadOnly bool            // /proc/sys/net cannot be written here
+	noAddrProto    bool            // test mode: behave as on a kernel without address marks
 }
 
 // New opens netlink sockets in o.NetNS and the ownership record.
@@ -92,7 +94,7 @@ func New(o Options) (*Reconciler, error) {
 		defer cur.Close()
 		ns = cur
 	}
-	r := &Reconciler{ethFD: -1, lockFD: -1, log: o.Logger, reported: map[string]bool{}, readOnly: o.ReadOnly,
+	r := &Reconciler{ethFD: -1, lockFD: -1, ns: netns.None(), log: o.Logger, reported: map[string]bool{}, readOnly: o.ReadOnly,
 		// Kernels before 5.18 ignore IFA_PROTO; this mode lets tests show
 		// that ownership holds there too (the record, write-ahead).
 		noAddrProto: os.Getenv("EC2NET_TEST_NO_ADDR_PROTO") == "1"}
@@ -112,6 +114,11 @@ func New(o Options) (*Reconciler, error) {
 		return nil, err
 	}
 	r.loadRecord()
+	if fd, err := unix.Dup(int(ns)); err == nil {
+		r.ns = netns.NsHandle(fd)
+	} else {
+		r.ns = netns.None()
+	}
 	if err := r.openSockets(ns); err != nil {
 		r.Close()
 		return nil, err
@@ -214,6 +221,10 @@ func (r *Reconciler) Close() error {
 			(*d).Close()
 			*d = nil
 		}
+	}
+	if r.ns.IsOpen() {
+		r.ns.Close()
+		r.ns = netns.None()
 	}
 	for _, fd := range []*int{&r.ethFD, &r.lockFD} {
 		if *fd >= 0 {

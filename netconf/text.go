@@ -27,6 +27,8 @@ func (c Change) Text() string {
 			return "ip link set dev " + c.Link + " mtu " + strconv.Itoa(s.MTU)
 		case s.AltName != "":
 			return "ip link property add dev " + c.Link + " altname " + s.AltName
+		case s.NoRA:
+			return "sysctl net.ipv6.conf." + strings.ReplaceAll(c.Link, ".", "/") + ".accept_ra=0"
 		}
 		return "ip link show address " + c.MAC
 	case KindAddr:

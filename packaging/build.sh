@@ -118,6 +118,8 @@ stage_common() {
 	cp systemd/ec2net.service packaging/ec2net.conf packaging/README.md \
 		docs/TROUBLESHOOTING.md packaging/completions/ec2net.bash packaging/completions/_ec2net LICENSE "$s/"
 	cp packaging/cloud-init/user-data.yaml "$s/cloud-init-user-data.yaml"
+	cp packaging/dropins/networkd.conf.d/ec2net.conf "$s/networkd-ec2net.conf"
+	cp packaging/dropins/NetworkManager/conf.d/ec2net.conf "$s/NetworkManager-ec2net.conf"
 	# A one-entry Debian changelog (nfpm writes changelog.Debian.gz from
 	# it); the release history lives in git.
 	cat >"$s/changelog.yaml" <<YAML

@@ -113,6 +113,8 @@ func TestDebContents(t *testing.T) {
 		"./usr/share/man/man5/ec2net.conf.5.gz":                     "-rw-r--r--",
 		"./usr/share/bash-completion/completions/ec2net":            "-rw-r--r--",
 		"./usr/share/zsh/vendor-completions/_ec2net":                "-rw-r--r--",
+		"./usr/lib/systemd/networkd.conf.d/ec2net.conf":             "-rw-r--r--",
+		"./usr/lib/NetworkManager/conf.d/ec2net.conf":               "-rw-r--r--",
 	}
 	got := map[string]string{}
 	for _, line := range strings.Split(strings.TrimSpace(list), "\n") {
@@ -195,6 +197,8 @@ func TestRPMContents(t *testing.T) {
 	list := strings.Fields(mustRun(t, "rpm", "-qlp", p.RPM))
 	want := []string{
 		"/etc/ec2net", "/etc/ec2net/ec2net.conf", "/etc/ec2net/ec2net.conf.d", "/usr/bin/ec2net",
+		"/usr/lib/NetworkManager", "/usr/lib/NetworkManager/conf.d", "/usr/lib/NetworkManager/conf.d/ec2net.conf",
+		"/usr/lib/systemd/networkd.conf.d", "/usr/lib/systemd/networkd.conf.d/ec2net.conf",
 		"/usr/lib/systemd/system/ec2net.service",
 		"/usr/share/bash-completion", "/usr/share/bash-completion/completions",
 		"/usr/share/bash-completion/completions/ec2net",
@@ -232,7 +236,7 @@ func TestRPMContents(t *testing.T) {
 	for _, f := range list {
 		owned[f] = true
 	}
-	base := map[string]bool{"/etc": true, "/usr/bin": true, "/usr/lib/systemd/system": true, "/usr/share/doc": true,
+	base := map[string]bool{"/etc": true, "/usr/bin": true, "/usr/lib": true, "/usr/lib/systemd": true, "/usr/lib/systemd/system": true, "/usr/share/doc": true,
 		"/usr/share/licenses": true, "/usr/share/man/man5": true, "/usr/share/man/man8": true, "/usr/share": true}
 	for _, f := range list {
 		if d := filepath.Dir(f); !owned[d] && !base[d] {

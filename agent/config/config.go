@@ -31,6 +31,13 @@ const (
 	MTUKeep = "keep" // never change MTU
 )
 
+// What to do with ENIs other than the primary.
+const (
+	SecondaryAll  = "all"
+	SecondaryNone = "none"
+	SecondaryAuto = "auto"
+)
+
 // Prefix modes.
 const (
 	PrefixRules = "rules" // one "from <prefix>" rule per delegated prefix (amazon-ec2-net-utils behaviour)
@@ -46,6 +53,7 @@ type Config struct {
 	ExcludeENIIDs        []string
 	ExcludeDeviceNumbers []int
 
+	SecondaryENIs string // all, none or auto (resolved by the caller: see ResolveSecondaryENIs)
 	ManagePrimary bool   // add the primary ENI's secondary addresses
 	MTU           string // "auto", "keep" or a number 576..9216
 	PrefixMode    string // "rules" or "anyip"
@@ -66,6 +74,7 @@ func Default() Config {
 	return Config{
 		IMDSEndpointMode: "ipv4",
 		ManagePrimary:    true,
+		SecondaryENIs:    SecondaryAuto,
 		MTU:              MTUAuto,
 		PrefixMode:       PrefixRules,
 		RefreshInterval:  60 * time.Second,
@@ -148,6 +157,7 @@ var scopes = map[string]Scope{
 	"exclude-macs":           ForRun | ForApply | ForStatus,
 	"exclude-eni-ids":        ForRun | ForApply | ForStatus,
 	"exclude-device-numbers": ForRun | ForApply | ForStatus,
+	"secondary-enis":         ForRun | ForApply | ForStatus,
 	"manage-primary":         ForRun | ForApply | ForStatus,
 	"mtu":                    ForRun | ForApply | ForStatus,
 	"prefix-mode":            ForRun | ForApply | ForStatus,
@@ -214,25 +224,21 @@ func keys() []key {
 				c.ExcludeENIIDs = l
 				return nil
 			}, func(c *Config) string { return strings.Join(c.ExcludeENIIDs, ",") }},
-		{"exclude-device-numbers", "comma-separated device numbers to leave alone",
+		{"exclude-device-numbers", "comma-separated device numbers or ranges (2-7) to leave alone",
 			func(c *Config, v string) error {
-				var out []int
-				for _, s := range splitList(v) {
-					n, err := strconv.Atoi(s)
-					if err != nil || n < 0 || n > 99 {
-						return fmt.Errorf("%q is not a device number (0-99)", s)
-					}
-					out = append(out, n)
-				}
+				out, err := parseNumberRanges(v, 0, 99)
 				c.ExcludeDeviceNumbers = out
-				return nil
-			}, func(c *Config) string {
-				s := make([]string, len(c.ExcludeDeviceNumbers))
-				for i, n := range c.ExcludeDeviceNumbers {
-					s[i] = strconv.Itoa(n)
+				return err
+			}, func(c *Config) string { return formatNumberRanges(c.ExcludeDeviceNumbers) }},
+		{"secondary-enis", "all (configure every ENI), none (the primary only: a VPC CNI host hands the others' addresses to pods) or auto (none where the VPC CNI is found, else all)",
+			func(c *Config, v string) error {
+				switch v {
+				case SecondaryAll, SecondaryNone, SecondaryAuto:
+					c.SecondaryENIs = v
+					return nil
 				}
-				return strings.Join(s, ",")
-			}},
+				return fmt.Errorf("must be all, none or auto")
+			}, func(c *Config) string { return c.SecondaryENIs }},
 		{"manage-primary", "add the primary ENI's secondary addresses (true/false)",
 			func(c *Config, v string) error {
 				b, err := strconv.ParseBool(v)

@@ -2,6 +2,7 @@ package config
 
 import (
 	"flag"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -99,6 +100,24 @@ func TestEveryKeyHasAScope(t *testing.T) {
 	for _, k := range KeysFor(ForApply) {
 		if k == "refresh-interval" || k == "ready-timeout" {
 			t.Errorf("apply takes the daemon's %s", k)
+		}
+	}
+}
+
+func TestDeviceNumberRanges(t *testing.T) {
+	c, err := Parse(strings.NewReader("exclude-device-numbers = 2-4, 9, 3\n"), "t", Default())
+	if err != nil || !slices.Equal(c.ExcludeDeviceNumbers, []int{2, 3, 4, 9}) {
+		t.Fatalf("%v %v", c.ExcludeDeviceNumbers, err)
+	}
+	if got := formatNumberRanges(c.ExcludeDeviceNumbers); got != "2-4,9" {
+		t.Errorf("printed %q", got)
+	}
+	if !c.Excluded("02:00:00:00:00:01", "", 3) || c.Excluded("02:00:00:00:00:01", "", 5) {
+		t.Error("range not honoured")
+	}
+	for _, bad := range []string{"4-2", "1-100", "x", "-1"} {
+		if _, err := Parse(strings.NewReader("exclude-device-numbers = "+bad+"\n"), "t", Default()); err == nil {
+			t.Errorf("%q accepted", bad)
 		}
 	}
 }

@@ -34,6 +34,7 @@ type Target interface {
 	Plan(*imds.Snapshot, config.Config) (*netconf.Plan, error)
 	Apply(*imds.Snapshot, config.Config) (*netconf.Result, error)
 	Links() ([]plan.LinkInfo, error)
+	KernelSigns
 }
 
 // Options say how to converge.
@@ -61,6 +62,8 @@ type Outcome struct {
 	Snapshot *imds.Snapshot  // the snapshot converged to, evidence applied
 	Plan     *netconf.Plan   // DryRun
 	Result   *netconf.Result // otherwise
+	Config   config.Config   // as converged with (secondary-enis resolved)
+	CNISigns []string        // why secondary-enis = auto meant none
 }
 
 // ENIs returns the per-ENI results of the plan or the apply.
@@ -88,11 +91,13 @@ func (o *Outcome) Held() []netconf.ENIResult {
 
 // Once reads IMDS, applies the evidence rule and converges the target.
 func Once(ctx context.Context, src Source, tgt Target, o Options) (*Outcome, error) {
+	var signs []string
+	o.Config, signs = Resolve(o.Config, tgt)
 	snap, err := Read(ctx, src, tgt, o)
 	if err != nil {
 		return nil, err
 	}
-	out := &Outcome{Snapshot: snap}
+	out := &Outcome{Snapshot: snap, Config: o.Config, CNISigns: signs}
 	if o.DryRun {
 		out.Plan, err = tgt.Plan(snap, o.Config)
 	} else {

@@ -60,6 +60,10 @@ func (g *cutoffGuard) applied(res *netconf.Result, now time.Time) bool {
 // answer at all, soon after it, with no successful read in between.
 func (g *cutoffGuard) suspect(err error, now time.Time) bool {
 	unanswered := errors.Is(err, imds.ErrUnreachable) || errors.Is(err, context.DeadlineExceeded)
+	if !unanswered {
+		// A 5xx or a 403 is an answer: IMDS is reachable after the change.
+		g.verified = true
+	}
 	return unanswered && len(g.adds) > 0 && !g.verified && now.Sub(g.at) < cutoffWindow
 }
 

@@ -72,6 +72,9 @@ type Options struct {
 
 	// Watch subscribes to kernel events; nil means netconf.Watch(NetNS).
 	Watch func() (Events, error)
+	// Counters reads the stray-packet counters (demand.go); nil means
+	// those of NetNS.
+	Counters Counters
 	// Notify sends an sd_notify state; nil means the real one
 	// (NOTIFY_SOCKET), a no-op outside systemd.
 	Notify func(state string)
@@ -97,6 +100,9 @@ func Run(ctx context.Context, o Options) error {
 	if o.Watch == nil {
 		ns := o.NetNS
 		o.Watch = func() (Events, error) { return netconf.Watch(ns) }
+	}
+	if o.Counters == nil {
+		o.Counters = nsCounters(o.NetNS)
 	}
 	sigs := o.Signals
 	if sigs == nil {

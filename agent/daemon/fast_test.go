@@ -99,6 +99,8 @@ func (f *fakeNS) Links() ([]plan.LinkInfo, error) {
 
 func (f *fakeNS) StateDir() string { return f.dir }
 
+func (f *fakeNS) VPCCNISigns() ([]string, error) { return nil, nil }
+
 func (f *fakeNS) count() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -247,6 +249,10 @@ func TestFastCutoffGuard(t *testing.T) {
 	if g.suspect(errors.New("503"), now.Add(time.Second)) {
 		t.Error("an answer (503) taken for a cut-off")
 	}
+	if g.suspect(imds.ErrUnreachable, now.Add(2*time.Second)) {
+		t.Error("no answer after IMDS had answered since the change taken for a cut-off")
+	}
+	g.applied(added, now)
 	if !g.suspect(imds.ErrUnreachable, now.Add(time.Second)) {
 		t.Fatal("no answer right after a change not suspected")
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/ec2net/ec2net/agent/config"
+	"github.com/ec2net/ec2net/agent/converge"
 	"github.com/ec2net/ec2net/agent/evidence"
 	"github.com/ec2net/ec2net/agent/imds"
 	"github.com/ec2net/ec2net/netconf"
@@ -37,6 +38,7 @@ type loop struct {
 	reads   readQueue
 	repairs *repairPolicy
 	cutoff  *cutoffGuard
+	demand  *demand
 	pub     *publisher // what status, doctor and Prometheus read (publish.go)
 
 	refresh, retry, poll, repair, check, readyBy *time.Timer
@@ -44,6 +46,7 @@ type loop struct {
 	ready                                        bool
 	lastErr                                      string // last IMDS error class logged, so an outage logs once
 	lastStatus                                   string
+	resolved                                     string // secondary-enis as last decided
 	wedged                                       bool
 }
 
@@ -58,6 +61,7 @@ func newLoop(o Options, sigs <-chan os.Signal, wg *sync.WaitGroup) *loop {
 		reads:     newReadQueue(),
 		repairs:   newRepairPolicy(),
 		cutoff:    newCutoffGuard(),
+		demand:    newDemand(o.Counters),
 		pub:       newPublisher(o),
 	}
 }
@@ -81,6 +85,8 @@ func (l *loop) run(ctx context.Context, ev Events) error {
 		}
 		ev.Close()
 	}()
+	demandTick := time.NewTicker(demandPoll)
+	defer demandTick.Stop()
 	var watchdog <-chan time.Time
 	if interval, err := daemon.SdWatchdogEnabled(false); err == nil && interval > 0 {
 		t := time.NewTicker(interval / 3)
@@ -122,12 +128,16 @@ func (l *loop) run(ctx context.Context, ev Events) error {
 			l.requestRead(ctx, l.retryReq)
 		case <-l.poll.C:
 			l.requestRead(ctx, readReq{peek: true})
+		case now := <-demandTick.C:
+			if l.last != nil && l.demand.poll(now) {
+				l.requestRead(ctx, readReq{macs: l.links.linkedMACs(l.raw), demand: true})
+			}
 		case <-l.check.C:
 			l.requestRead(ctx, readReq{}) // the listing alone: does IMDS still answer?
 		case <-l.repair.C:
 			l.onRepair()
 		case <-l.pub.verifyC():
-			l.pub.verify(l.last)
+			l.pub.verify(l.last, l.config())
 		case r := <-l.reads.results:
 			l.onRead(ctx, r)
 		case <-ev.LinksChanged():
@@ -247,7 +257,7 @@ func (l *loop) apply(why string) *netconf.Result {
 	if l.last == nil {
 		return nil
 	}
-	res, err := l.o.Reconciler.Apply(l.cutoff.filter(l.last), l.cfg)
+	res, err := l.o.Reconciler.Apply(l.cutoff.filter(l.last), l.config())
 	l.pub.reconciled(why, res, err)
 	if err != nil {
 		l.log.Error("reconcile failed", zap.String("trigger", why), zap.Error(err))
@@ -317,6 +327,25 @@ func (l *loop) setStatus(s string) {
 	}
 	l.lastStatus = s
 	l.o.Notify("STATUS=" + s)
+}
+
+// config is the configuration with secondary-enis = auto decided now:
+// the VPC CNI can arrive after boot (it attaches its ENIs later), and from
+// then on the secondary ENIs are its own.
+func (l *loop) config() config.Config {
+	cfg, signs := converge.Resolve(l.cfg, l.o.Reconciler)
+	if cfg.SecondaryENIs != l.resolved {
+		if l.resolved != "" || cfg.SecondaryENIs == config.SecondaryNone {
+			if cfg.SecondaryENIs == config.SecondaryNone {
+				l.log.Warn("the Amazon VPC CNI manages this host's secondary ENIs: configuring the primary ENI only (secondary-enis = auto; set all or none to decide)",
+					zap.Strings("signs", signs))
+			} else {
+				l.log.Info("no sign of the VPC CNI any more: configuring every ENI (secondary-enis = auto)")
+			}
+		}
+		l.resolved = cfg.SecondaryENIs
+	}
+	return cfg
 }
 
 // rollBack undoes the last change when IMDS stopped answering right

@@ -163,14 +163,14 @@ func (p *publisher) schedule(now time.Time) {
 // verify checks every address's path against snap (the last converged
 // snapshot), updates the ENI gauges and logs each ENI whose path broke or
 // healed since the last verification.
-func (p *publisher) verify(snap *imds.Snapshot) {
+func (p *publisher) verify(snap *imds.Snapshot, cfg config.Config) {
 	p.armed = false
 	if p.status == nil || snap == nil {
 		return
 	}
 	now := time.Now()
 	p.lastVerify = now
-	rows, err := p.status.Status(snap, p.cfg)
+	rows, err := p.status.Status(snap, cfg)
 	if err != nil {
 		p.log.Warn("cannot verify the paths of the addresses", zap.Error(err))
 		return
@@ -190,7 +190,7 @@ func (p *publisher) verify(snap *imds.Snapshot) {
 		}
 	}
 	p.rt.ENIs, p.rt.LastVerified = counts, now
-	p.checkHost(rows)
+	p.checkHost(rows, cfg)
 	p.write()
 }
 
@@ -198,8 +198,8 @@ func (p *publisher) verify(snap *imds.Snapshot) {
 // fix (again if it goes away and comes back). Only the file-based checks:
 // the daemon may act on a namespace other than its own (tests), and the
 // path verification already covers what the kernel does.
-func (p *publisher) checkHost(rows []netconf.ENIStatus) {
-	h := hostcheck.Host{Root: os.Getenv("EC2NET_TEST_HOST_ROOT")}
+func (p *publisher) checkHost(rows []netconf.ENIStatus, cfg config.Config) {
+	h := hostcheck.Host{Root: os.Getenv("EC2NET_TEST_HOST_ROOT"), PrimaryOnly: cfg.SecondaryENIs == config.SecondaryNone}
 	for _, r := range rows {
 		if r.Link != "" {
 			h.ENIs = append(h.ENIs, hostcheck.Link{Name: r.Link, MAC: r.MAC, Primary: r.Primary, MTU: r.MTU})

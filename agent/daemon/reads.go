@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -25,6 +26,7 @@ type readReq struct {
 	macs   []string // read these ENIs (with the listing)
 	peek   bool     // peek at the pending ENIs with a link first
 	attach bool     // for a new link: may run beside a slower read
+	demand bool     // asked for by stray packets (demand.go)
 }
 
 // merge folds a request asked for while a read is under way into the one
@@ -33,6 +35,7 @@ func (r *readReq) merge(o readReq) {
 	r.full = r.full || o.full
 	r.peek = r.peek || o.peek
 	r.attach = r.attach && o.attach
+	r.demand = r.demand || o.demand
 	for _, m := range o.macs {
 		if !slices.Contains(r.macs, m) {
 			r.macs = append(r.macs, m)
@@ -48,6 +51,7 @@ type readResult struct {
 	started time.Time
 	full    bool     // every ENI was read
 	macs    []string // else, the ENIs that were read
+	demand  bool     // the read was asked for by stray packets
 }
 
 // errNoChange: every pending ENI peeked at is still waiting on the same
@@ -99,8 +103,8 @@ func (l *loop) requestRead(ctx context.Context, req readReq) {
 // (removals it cannot yet prove are held in the tracker).
 func (l *loop) startRead(ctx context.Context, req readReq, ln *lane) {
 	ln.busy = true
-	prev := l.raw
-	res := readResult{lane: ln, started: time.Now()}
+	prev, cfg := l.raw, l.config()
+	res := readResult{lane: ln, started: time.Now(), demand: req.demand}
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
@@ -110,7 +114,7 @@ func (l *loop) startRead(ctx context.Context, req readReq, ln *lane) {
 			return res.raw, err
 		}
 		res.snap, res.err = converge.Read(ctx, l.o.IMDS, l.o.Reconciler, converge.Options{
-			Config: l.cfg, Tracker: l.tracker, HoldRemovals: true, Read: read})
+			Config: cfg, Tracker: l.tracker, HoldRemovals: true, Read: read})
 		select {
 		case l.reads.results <- res:
 		case <-ctx.Done():
@@ -145,6 +149,22 @@ func (l *loop) read(ctx context.Context, req readReq, prev *imds.Snapshot) (*imd
 	return snap, false, macs, err
 }
 
+// newAddresses reports whether snap lists an address prev did not.
+func newAddresses(prev, snap *imds.Snapshot) bool {
+	for i := range snap.ENIs {
+		e, old := &snap.ENIs[i], prev.ENI(snap.ENIs[i].MAC)
+		if old == nil {
+			continue
+		}
+		for _, a := range append(append([]netip.Addr{}, e.IPv4...), e.IPv6...) {
+			if !slices.Contains(old.IPv4, a) && !slices.Contains(old.IPv6, a) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // listsNew reports whether snap lists an ENI that neither prev nor the
 // read knew (a partial read leaves it unread).
 func listsNew(snap, prev *imds.Snapshot, read []string) bool {
@@ -166,11 +186,18 @@ func (l *loop) onRead(ctx context.Context, r readResult) {
 		l.scheduleReads(l.raw, time.Now())
 	case r.err != nil:
 		l.pub.read(r.err)
+		if r.demand {
+			l.demand.readDone(false)
+		}
 		l.onReadFailed(r.err)
 	default:
 		l.pub.read(nil)
 		var snap *imds.Snapshot
+		prev := l.last
 		l.raw, snap = l.reads.fresh.merge(l.raw, l.last, r)
+		if r.demand {
+			l.demand.readDone(newAddresses(prev, snap))
+		}
 		l.onSnapshot(snap)
 	}
 	if next := r.lane.next; next != nil {

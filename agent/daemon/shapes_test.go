@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/ec2net/ec2net/agent/imds"
 	"github.com/ec2net/ec2net/agent/imds/fakeimds"
 	"github.com/ec2net/ec2net/agent/vpcsim"
+	"github.com/ec2net/ec2net/netconf/nsutil"
 )
 
 func card(n int) *int { return &n }
@@ -102,5 +104,72 @@ func TestTricklingKeyDoesNotHoldUpAHotAttach(t *testing.T) {
 	t.Logf("hot attach beside a trickling key: traffic after %v", took.Round(time.Millisecond))
 	if took > time.Second {
 		t.Errorf("hot attach took %v beside a trickling key, want under 1 s", took)
+	}
+}
+
+// A secondary address assigned while the refresh is an hour away: the
+// VPC delivers a connection attempt to it, the kernel counts the stray
+// SYN, and the demand read configures the address before TCP's first
+// retransmission. A flood of stray packets for an address IMDS does not
+// list yet costs at most the demand reads' rate.
+func TestNewAddressAnswersOnDemand(t *testing.T) {
+	h := startHarness(t, "dmdem", func(c *config.Config) { c.RefreshInterval = time.Hour })
+	must(t, h.vpc.Attach(eth1))
+	eventually(t, 10*time.Second, "eth1 configured", h.allPass(allAddrs(eth1)))
+	inst, err := h.vpc.Handle(h.vpc.Instance)
+	must(t, err)
+	remote, err := h.vpc.Handle(h.vpc.Remote)
+	must(t, err)
+	var ln net.Listener
+	must(t, nsutil.Do(inst, func() (err error) { ln, err = net.Listen("tcp", ":7878"); return err }))
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+
+	fresh := netip.MustParseAddr("100.64.2.50")
+	must(t, h.vpc.AssignIPv4(eth1.MAC, fresh))
+	start := time.Now()
+	var conn net.Conn
+	must(t, nsutil.Do(remote, func() (err error) {
+		conn, err = (&net.Dialer{Timeout: 10 * time.Second}).Dial("tcp", netip.AddrPortFrom(fresh, 7878).String())
+		return err
+	}))
+	conn.Close()
+	took := time.Since(start)
+	t.Logf("a connection to a newly assigned address succeeded after %v", took.Round(time.Millisecond))
+	if took > 3*time.Second {
+		t.Errorf("connection to a newly assigned address took %v, want under 3 s", took)
+	}
+
+	// The flood: stray packets for an address the VPC delivers but IMDS
+	// does not list yet.
+	lagging := netip.MustParseAddr("100.64.2.51")
+	must(t, h.vpc.AssignIPv4(eth1.MAC, lagging))
+	h.vpc.IMDS.UnassignIPv4(eth1.MAC, lagging.String())
+	listing := "/latest/meta-data/network/interfaces/macs/"
+	h.vpc.IMDS.ResetCounters()
+	floodStart := time.Now()
+	must(t, nsutil.Do(remote, func() error {
+		c, err := net.Dial("udp", netip.AddrPortFrom(lagging, 9).String())
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		for time.Since(floodStart) < 7*time.Second {
+			_, _ = c.Write([]byte("stray"))
+			time.Sleep(5 * time.Millisecond) // the flood's pace
+		}
+		return nil
+	}))
+	// Reads at about 0, 2 and 6 s: doubling after each that found nothing.
+	if n := h.vpc.IMDS.Requests(listing); n > 4 {
+		t.Errorf("%d reads during 7 s of stray packets, want at most 4", n)
 	}
 }

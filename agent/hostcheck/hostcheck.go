@@ -82,6 +82,7 @@ type Host struct {
 	LinkNames    []string
 	MainDefaults []Default
 	MTUKeep      bool // mtu = keep: the MTU is left alone on purpose
+	PrimaryOnly  bool // secondary-enis resolved to none: ec2net leaves the secondary ENIs alone
 }
 
 func (h *Host) path(p string) string {

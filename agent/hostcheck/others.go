@@ -167,9 +167,13 @@ func vpcCNI(h *Host) []Finding {
 	if len(signs) == 0 {
 		return nil
 	}
+	if h.PrimaryOnly {
+		return []Finding{{Severity: OK, Check: "vpc-cni",
+			Text: "VPC CNI signs (" + strings.Join(signs, ", ") + "): ec2net configures the primary ENI only (secondary-enis)"}}
+	}
 	return []Finding{{Severity: Problem, Check: "vpc-cni",
 		Text: "this looks like an EKS node running the VPC CNI (" + strings.Join(signs, ", ") + "): the CNI gives the ENIs' " +
 			"secondary addresses to pods, and ec2net putting them on the host would capture the pods' traffic",
-		Fix: "leave the CNI's ENIs to it: exclude them (exclude-device-numbers or exclude-eni-ids in /etc/ec2net/ec2net.conf), " +
-			"or do not run ec2net on this node"}}
+		Fix: "leave the CNI's ENIs to it: secondary-enis = none (or auto) in /etc/ec2net/ec2net.conf, or exclude them " +
+			"(exclude-device-numbers, exclude-eni-ids)"}}
 }

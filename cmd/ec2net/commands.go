@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
+	"strings"
 
 	"github.com/ec2net/ec2net/agent/converge"
 	"github.com/ec2net/ec2net/agent/daemon"
@@ -89,6 +90,7 @@ func cmdApply(ctx context.Context, c *call) int {
 		for _, f := range out.Result.Foreign {
 			fmt.Fprintf(c.stdout, "note: left alone (not ec2net's): %s\n", f)
 		}
+		noteCNI(c.stdout, out.CNISigns)
 		fmt.Fprintf(c.stdout, "ec2net apply: %d ENIs, %d changes, %d netlink writes\n", len(out.Snapshot.ENIs), changes, out.Result.Writes)
 		return code
 	})
@@ -111,6 +113,7 @@ func cmdPlan(ctx context.Context, c *call) int {
 			return code
 		}
 		fmt.Fprint(c.stdout, out.Plan.String())
+		noteCNI(c.stdout, out.CNISigns)
 		return code
 	})
 }
@@ -139,6 +142,14 @@ func cmdCleanup(_ context.Context, c *call) int {
 		fmt.Fprintf(c.stdout, "ec2net cleanup: removed %d objects, %d netlink writes\n", n, res.Writes)
 		return code
 	})
+}
+
+// noteCNI says why secondary-enis = auto configured the primary only.
+func noteCNI(w io.Writer, signs []string) {
+	if len(signs) > 0 {
+		fmt.Fprintf(w, "note: the Amazon VPC CNI manages this host's secondary ENIs (%s): only the primary ENI is configured (secondary-enis = auto; set all or none to decide)\n",
+			strings.Join(signs, "; "))
+	}
 }
 
 func writeJSON(w io.Writer, v any) {

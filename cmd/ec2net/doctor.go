@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ec2net/ec2net/agent/converge"
 	"github.com/ec2net/ec2net/agent/daemon"
 	"github.com/ec2net/ec2net/agent/hostcheck"
 	"github.com/ec2net/ec2net/agent/imds"
@@ -90,7 +91,12 @@ func cmdDoctor(ctx context.Context, c *call) int {
 func runDoctor(ctx context.Context, e *env) *doctorReport {
 	r := &doctorReport{Version: jsonVersion}
 	snap := r.checkIMDS(ctx, e)
-	rows, err := e.rec.Status(snap, e.cfg)
+	cfg, signs := converge.Resolve(e.cfg, e.rec)
+	if len(signs) > 0 {
+		r.add(hostcheck.Note, "vpc-cni", "", "the Amazon VPC CNI manages this host's secondary ENIs ("+strings.Join(signs, "; ")+
+			"): ec2net configures the primary ENI only (secondary-enis = auto)", "")
+	}
+	rows, err := e.rec.Status(snap, cfg)
 	if err != nil {
 		r.add(hostcheck.Unchecked, "paths", "", "cannot read the kernel's configuration: "+e.explain(err), "")
 	}
@@ -100,13 +106,13 @@ func runDoctor(ctx context.Context, e *env) *doctorReport {
 	}
 	r.checkENIs(rows)
 	if snap != nil {
-		if p, err := e.rec.Plan(snap, e.cfg); err == nil {
+		if p, err := e.rec.Plan(snap, cfg); err == nil {
 			for _, f := range p.Foreign {
 				r.add(hostcheck.Note, "foreign", "", "left alone, not ec2net's: "+f, "")
 			}
 		}
 	}
-	host := hostLinks(rows, e.cfg)
+	host := hostLinks(rows, cfg)
 	r.Findings = append(r.Findings, hostcheck.All(host)...)
 	lv := daemon.Live(e.rec.StateDir())
 	r.checkDaemon(lv, e.cfg.RefreshInterval)

@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/ec2net/ec2net/agent/converge"
 	"github.com/ec2net/ec2net/agent/daemon"
 	"github.com/ec2net/ec2net/agent/hostcheck"
 	"github.com/ec2net/ec2net/agent/imds"
@@ -39,11 +40,16 @@ func cmdStatus(ctx context.Context, c *call) int {
 			imdsErr = e.explain(err)
 			snap = nil
 		}
-		rows, err := e.rec.Status(snap, e.cfg)
+		cfg, signs := converge.Resolve(e.cfg, e.rec)
+		rows, err := e.rec.Status(snap, cfg)
 		if err != nil {
 			return e.fail(c.stderr, err)
 		}
+		host := hostProblems(hostLinks(rows, cfg))
 		var notes []string
+		if len(signs) > 0 {
+			notes = append(notes, "the Amazon VPC CNI manages this host's secondary ENIs ("+strings.Join(signs, "; ")+"): only the primary ENI is configured")
+		}
 		if err := e.rec.RecordError(); err != nil {
 			notes = append(notes, "ownership record not readable ("+err.Error()+"): run as root to see which addresses are ec2net's")
 		}
@@ -66,7 +72,6 @@ func cmdStatus(ctx context.Context, c *call) int {
 		}
 		now := time.Now()
 		dmn := toDaemonJSON(daemon.Live(e.rec.StateDir()), now)
-		host := hostProblems(hostLinks(rows, e.cfg))
 		switch {
 		case asJSON:
 			writeJSON(c.stdout, statusJSON{Version: jsonVersion, Healthy: code == exitOK, ENIs: nonNilRows(rows), Totals: totals,

@@ -50,7 +50,8 @@ func stamp(t time.Time) string {
 // EC2NET_TEST_HOST_ROOT (tests only) points the file checks at another
 // root, so that the test machine's own network manager is not reported.
 func hostLinks(rows []netconf.ENIStatus, cfg config.Config) hostcheck.Host {
-	h := hostcheck.Host{Root: os.Getenv("EC2NET_TEST_HOST_ROOT"), MTUKeep: cfg.MTU == config.MTUKeep}
+	h := hostcheck.Host{Root: os.Getenv("EC2NET_TEST_HOST_ROOT"), MTUKeep: cfg.MTU == config.MTUKeep,
+		PrimaryOnly: cfg.SecondaryENIs == config.SecondaryNone}
 	for _, r := range rows {
 		if r.Link != "" {
 			h.ENIs = append(h.ENIs, hostcheck.Link{Name: r.Link, MAC: r.MAC, Primary: r.Primary, MTU: r.MTU})

@@ -172,6 +172,7 @@ type ENI struct {
 	Link *LinkInfo // nil: no link with this MAC in the namespace
 
 	Up       bool // bring the link up
+	NoRA     bool // ignore router advertisements (accept_ra 0): see planENI
 	MTU      int  // desired MTU; 0 leaves it alone
 	AltNames []string
 
@@ -259,6 +260,9 @@ func Desired(snap *imds.Snapshot, cfg config.Config, links Links) (*State, error
 		case excluded(cfg, e):
 			d.Disposition = Exclude
 			d.Reason = "excluded by configuration"
+		case !d.Primary && cfg.SecondaryENIs == config.SecondaryNone:
+			d.Disposition = Exclude
+			d.Reason = "secondary-enis = none: only the primary ENI is configured"
 		case e.State == imds.Pending && e.NoAddresses && d.Link == nil:
 			d.Disposition = Idle
 			d.Reason = "listed with no address and no link here: nothing to configure"
@@ -334,6 +338,12 @@ func planENI(d *ENI, e *imds.ENI, cfg config.Config, lo int) {
 	}
 
 	d.Up = true
+	// The VPC sends router advertisements on every subnet. The kernel
+	// would learn from them a default route and the subnet's prefix route
+	// through this ENI in main, at the primary's metric: the primary's own
+	// IPv6 traffic could then leave through it and be dropped by the
+	// source/destination check. Everything this ENI needs is in table T.
+	d.NoRA = true
 	d.MTU = wantMTU(cfg, d.Link)
 	t := d.Table
 
