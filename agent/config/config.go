@@ -305,7 +305,7 @@ func keys() []key {
 				}
 				return fmt.Errorf("must be debug, info, warn or error")
 			}, func(c *Config) string { return c.LogLevel }},
-		{"metrics-listen", "daemon: also serve the Prometheus metrics at http://<this>/metrics, a loopback host:port such as 127.0.0.1:9464 (empty: off; the metrics file /run/ec2net/<netns>.prom is always written)",
+		{"metrics-listen", "daemon: also serve the Prometheus metrics at http://<this>/metrics, a loopback host:port such as 127.0.0.1:9464 (empty: off; the metrics file /run/ec2net/metrics/<netns>.prom is always written)",
 			func(c *Config, v string) error {
 				if err := loopbackHostPort(v); v != "" && err != nil {
 					return err

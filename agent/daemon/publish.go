@@ -3,6 +3,7 @@ package daemon
 import (
 	"errors"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/ec2net/ec2net/agent/config"
@@ -254,7 +255,20 @@ func (p *publisher) write() {
 		p.rt.IMDS = p.imds()
 	}
 	p.report("runtime", writeRuntime(p.stateDir, &p.rt))
-	p.report("metrics", p.m.WriteFile(MetricsFile(p.stateDir)))
+	p.report("metrics", writeMetrics(p.m, MetricsFile(p.stateDir)))
+}
+
+// writeMetrics writes the metrics file, making its directory readable by
+// everyone (the unit's umask would make it root's only).
+func writeMetrics(m *metrics.Metrics, path string) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return err
+	}
+	return m.WriteFile(path)
 }
 
 func (p *publisher) report(what string, err error) {

@@ -17,11 +17,14 @@ import (
 // reconcile.
 func RuntimeFile(stateDir string) string { return filepath.Join(stateDir, "daemon.json") }
 
-// MetricsFile is where the daemon writes its Prometheus metrics: beside
-// its namespace's state directory, /run/ec2net/<netns cookie>.prom, mode
-// 0644 (node_exporter's textfile collector, pointed at /run/ec2net, runs
-// as another user; the state directories are root's only).
-func MetricsFile(stateDir string) string { return filepath.Clean(stateDir) + ".prom" }
+// MetricsFile is where the daemon writes its Prometheus metrics:
+// /run/ec2net/metrics/<netns cookie>.prom, in a directory of its own that
+// holds nothing else, mode 0755 with files 0644 (node_exporter's textfile
+// collector, pointed at /run/ec2net/metrics, runs as another user; the
+// state directories are root's only).
+func MetricsFile(stateDir string) string {
+	return filepath.Join(filepath.Dir(filepath.Clean(stateDir)), "metrics", filepath.Base(stateDir)+".prom")
+}
 
 // RuntimeVersion is the version of Runtime's JSON shape: fields are only
 // added within a version.
