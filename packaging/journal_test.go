@@ -17,7 +17,8 @@ import (
 // journald: its entries carry INTERFACE=, ENI_ID=, MAC= and a stable
 // MESSAGE_ID= (so `journalctl -u ec2net INTERFACE=eth2` works), an attach
 // and a detach are logged at info, nothing at err priority, and status
-// reads the daemon's runtime file.
+// reads the daemon's runtime file; the metrics file is readable by
+// everyone.
 func TestJournalFields(t *testing.T) {
 	nsutil.RequireRoot(t)
 	requireTools(t, "systemd-nspawn", "nsenter", "debootstrap")
@@ -48,6 +49,12 @@ func TestJournalFields(t *testing.T) {
 	if !strings.Contains(out, "daemon: running (pid") || !strings.Contains(out, "last IMDS read") {
 		t.Errorf("status does not read the daemon's runtime file:\n%s", out)
 	}
+	// The metrics file is readable by a user that is not root (the
+	// node_exporter textfile collector's), under the hardened unit.
+	waitFor(t, 10*time.Second, "the metrics file", func() (bool, string) {
+		out, err := m.exec("setpriv --reuid=65534 --regid=65534 --clear-groups sh -c 'cat /run/ec2net/metrics/*.prom'")
+		return err == nil && strings.Contains(out, `ec2net_enis{state="configured"} 2`), out
+	})
 	must(t, vpc.Detach(pkgHot.MAC))
 	waitFor(t, 20*time.Second, "the detached ENI's rules to go", func() (bool, string) {
 		return !hasRule(nl, pkgHot.IPv4[1]), "rule still there"
