@@ -214,3 +214,88 @@ func keys(m map[string]string) []string {
 	}
 	return out
 }
+
+// The other ways a path breaks, each with real traffic failing: status
+// exits 2 naming the cause, doctor reports a problem saying the same, and
+// undoing it (with an apply where ec2net's own objects went too) brings
+// status back to 0.
+func TestStatusAndDoctorOnBrokenPaths(t *testing.T) {
+	quietHost(t)
+	b := newBed(t, "e2ebp")
+	if _, code := b.ec2net("apply", "--wait", "10s"); code != 0 {
+		t.Fatalf("apply exit %d", code)
+	}
+	sysctl := func(v string) {
+		for _, k := range []string{"all", "eth1"} {
+			must(t, b.vpc.Sysctl(b.vpc.Instance, "net.ipv4.conf."+k+".rp_filter", v))
+		}
+	}
+	for _, c := range []struct {
+		name        string
+		victim      netip.Addr
+		inbound     bool // the failure shows on traffic into the address
+		state, says string
+		statusSays  string // in the status table ("" : says)
+		breakIt     func()
+		undo        func()
+	}{
+		{"link down", b.eth2.IPv4[0], false, "down", "eth2 is administratively down", "set down by an administrator",
+			func() { b.ip("link", "set", "eth2", "down") },
+			func() { b.ip("link", "set", "eth2", "up") }},
+		{"strict rp_filter, misrouted reply", b.eth1.IPv4[2], true, "rp-filter", "strict rp_filter", "",
+			func() {
+				sysctl("1")
+				b.ip("rule", "add", "from", b.eth1.IPv4[2].String(), "lookup", "main", "pref", "200")
+			},
+			func() {
+				b.ip("rule", "del", "from", b.eth1.IPv4[2].String(), "lookup", "main", "pref", "200")
+				sysctl("0")
+			}},
+		{"foreign default in the ENI's table", b.eth2.IPv4[1], false, "wrong-path", "default via 100.64.1.1 dev eth0 table 10002 proto static", "",
+			func() {
+				b.ip("route", "replace", "default", "via", "100.64.1.1", "dev", "eth0", "table", "10002", "proto", "static")
+			},
+			func() { b.ip("route", "del", "default", "table", "10002", "proto", "static") }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			c.breakIt()
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			var err error
+			if c.inbound {
+				_, err = b.vpc.ProbeInbound(ctx, c.victim)
+			} else {
+				_, err = b.vpc.ProbeTCP(ctx, c.victim)
+			}
+			cancel()
+			if err == nil {
+				t.Errorf("traffic with %s passes: nothing is broken", c.victim)
+			}
+			out, code := b.ec2net("status")
+			says := c.statusSays
+			if says == "" {
+				says = c.says
+			}
+			if code != 2 || !strings.Contains(out, c.state) || !strings.Contains(out, says) {
+				t.Errorf("status: exit %d, want 2 with %q and %q:\n%s", code, c.state, says, out)
+			}
+			out, code = b.ec2net("doctor")
+			line := ""
+			for _, l := range strings.Split(out, "\n") {
+				if strings.HasPrefix(l, "PROBLEM") && strings.Contains(l, c.victim.String()+" is "+c.state) {
+					line = l
+				}
+			}
+			if code != 1 || !strings.Contains(line, c.says) {
+				t.Errorf("doctor: exit %d, want a PROBLEM line for %s saying %q:\n%s", code, c.victim, c.says, out)
+			}
+			c.undo()
+			if _, code := b.ec2net("apply"); code != 0 {
+				t.Fatalf("apply after undoing: exit %d", code)
+			}
+			if out, code := b.ec2net("status"); code != 0 {
+				t.Errorf("status after undoing: exit %d\n%s", code, out)
+			}
+			b.assertTraffic([]netip.Addr{c.victim})
+		})
+	}
+}
