@@ -47,7 +47,8 @@ func (h *have) devName(index int) string {
 	return fmt.Sprintf("if%d", index)
 }
 
-// read dumps links, addresses, owned routes and rules. enis names the
+// read dumps links, addresses, owned routes and rules (the four dumps
+// side by side, two of them concurrent, read as one). enis names the
 // ENI links, whose driver (under MTU auto) and accept_ra are read too.
 func (r *Reconciler) read(enis map[string]bool, mtuAuto bool) (*have, error) {
 	// The rule buffer is reused from pass to pass: thousands of rules

@@ -32,6 +32,11 @@ func (r *Reconciler) acceptsRA(link string) bool {
 		b, err = os.ReadFile(acceptRAPath(link))
 		return err
 	})
+	if err != nil && !errors.Is(err, os.ErrNotExist) { // ENOENT: IPv6 off on the link
+		r.sysctlReadOnly = true
+		r.log.Warn("cannot read accept_ra of secondary ENIs (/proc/sys hidden here): the kernel may learn default routes through them in main",
+			zap.Error(err))
+	}
 	return err == nil && strings.TrimSpace(string(b)) != "0"
 }
 

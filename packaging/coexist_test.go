@@ -65,26 +65,46 @@ type cell struct {
 	// configuration reload and a reconfigure before any restart: when
 	// does each drop-in take effect?
 	runtime bool
+	// enforce makes the product assertions fail the test in every run
+	// (the cells where ec2net alone, as shipped, makes them hold); the
+	// others log WOULD FAIL unless EC2NET_COEXIST_STRICT=1, each for a
+	// documented reason (packaging/dropins/README.md).
+	enforce bool
+	// ownPrimary lists events in which the manager reconfigures eth0
+	// itself: the primary's own DHCP addresses then come and go with it
+	// (networkd re-runs DHCPv6 and its duplicate address detection),
+	// which is between eth0 and its manager, not ec2net's to prevent.
+	ownPrimary map[string]bool
 }
 
+var networkdReconfiguresEth0 = map[string]bool{"reconfigure": true, "reconfigure-before-restart": true, "restart": true}
+
 var cells = []cell{
-	{id: "networkd-eth0/plain", manager: "networkd-eth0", dropins: false},
-	{id: "networkd-eth0/dropins", manager: "networkd-eth0", dropins: true},
+	{id: "networkd-eth0/plain", manager: "networkd-eth0", dropins: false, enforce: true, ownPrimary: networkdReconfiguresEth0},
+	{id: "networkd-eth0/dropins", manager: "networkd-eth0", dropins: true, enforce: true, ownPrimary: networkdReconfiguresEth0},
+	// AL2023's 80-ec2.network gives every ENI DHCP and a default in main
+	// at the primary's metric: only the AMI file of the takeover cell
+	// fixes it (ec2net does not reload networkd at run time: measured,
+	// a reload restarted eth0's DHCP).
 	{id: "networkd-all/plain", manager: "networkd-all", dropins: false},
 	{id: "networkd-all/dropins", manager: "networkd-all", dropins: true},
 	// amazon-ec2-net-utils taken over (packaging/dropins/README.md): its
 	// per-ENI units gone, 80-ec2.network kept for eth0, and a runtime
 	// .network sorted before it that leaves every other ENI unmanaged
 	// (Driver=ena ixgbevf vif on EC2; the simulator's ENIs are veths).
-	{id: "networkd-all/takeover", manager: "networkd-all", dropins: true, extra: map[string]string{
+	{id: "networkd-all/takeover", manager: "networkd-all", dropins: true, enforce: true, extra: map[string]string{
 		// /run is a fresh tmpfs in the container: /etc here.
 		"etc/systemd/network/70-ec2net-secondary-enis.network": takeoverNetwork,
 	}},
-	{id: "networkmanager/plain", manager: "networkmanager", dropins: false},
+	{id: "networkmanager/plain", manager: "networkmanager", dropins: false, enforce: true},
+	// nmcli device reapply eth1 deletes ec2net's addresses a few times in
+	// a row: repairs back off as from a fight (up to 1 s lost).
 	{id: "networkmanager/dropins", manager: "networkmanager", dropins: true},
+	// ifupdown with a stanza per ENI runs dhclient and takes router
+	// advertisements on every ENI itself: secondary ENIs need no stanza.
 	{id: "ifupdown/plain", manager: "ifupdown", dropins: false},
-	{id: "networkd-eth0/dropins-at-runtime", manager: "networkd-eth0", runtime: true},
-	{id: "networkmanager/dropins-at-runtime", manager: "networkmanager", runtime: true},
+	{id: "networkd-eth0/dropins-at-runtime", manager: "networkd-eth0", runtime: true, enforce: true, ownPrimary: networkdReconfiguresEth0},
+	{id: "networkmanager/dropins-at-runtime", manager: "networkmanager", runtime: true, enforce: true},
 }
 
 // takeoverNetwork is what ec2net would write at start (in /run, so an AMI
@@ -258,7 +278,7 @@ func runCell(t *testing.T, c cell) {
 	pr.stop()
 	final, _ := b.m.exec("ip -4 route show default; ip -6 route show default; nmcli -t device 2>/dev/null || true")
 	t.Logf("MATRIX %s final defaults and devices:\n%s", c.id, final)
-	verdict(t, c.id, pr, primaryAt)
+	verdict(t, c, pr, primaryAt)
 }
 
 // run runs an event's command in the container and returns a note when
@@ -272,7 +292,8 @@ func (b *cellBed) run(cmd string) string {
 
 // verdict logs the cell's table and checks the product assertions (only
 // under EC2NET_COEXIST_STRICT=1, see the file comment).
-func verdict(t *testing.T, id string, pr *prober, primaryAt time.Duration) {
+func verdict(t *testing.T, c cell, pr *prober, primaryAt time.Duration) {
+	id := c.id
 	var fails []string
 	// The primary's own DHCP addresses count too (the issue says "no
 	// address"): a manager re-running DHCP on eth0, or a default route
@@ -288,6 +309,9 @@ func verdict(t *testing.T, id string, pr *prober, primaryAt time.Duration) {
 			kind := "configured by ec2net"
 			if slices.Contains(own, a) {
 				kind = "the primary's DHCP address"
+				if c.ownPrimary[e.name] {
+					continue
+				}
 			}
 			fails = append(fails, fmt.Sprintf("%s: %s (%s) lost %d probes (%.1f s): %s", e.name, a, kind, n, float64(n)*probeEvery.Seconds(), e.firstErr[a]))
 		}
@@ -300,7 +324,7 @@ func verdict(t *testing.T, id string, pr *prober, primaryAt time.Duration) {
 	}
 	t.Logf("MATRIX %s (eth0 configured by DHCP after %v)\n%s", id, primaryAt.Round(time.Millisecond), pr.report())
 	for _, f := range fails {
-		if strict() {
+		if strict() || c.enforce {
 			t.Errorf("%s: %s", id, f)
 		} else {
 			t.Logf("WOULD FAIL (EC2NET_COEXIST_STRICT=1) %s: %s", id, f)

@@ -82,3 +82,40 @@ func TestMakeWithoutGoSaysHowToGetIt(t *testing.T) {
 	}
 	t.Logf("hid %v; make build: %s", hide, strings.TrimSpace(string(out)))
 }
+
+// The README's first command as a new user runs it: sudo's default PATH
+// (no Go on it) and no nft, bridge or ping on the machine (each hidden in
+// a private mount namespace). make finds Go, and the demo needs nothing
+// but Go, the kernel and iproute2.
+func TestMakeDemoOnAFreshMachine(t *testing.T) {
+	nsutil.RequireRoot(t)
+	requireTools(t, "make", "unshare")
+	script := "set -e\n"
+	for _, dir := range []string{"/usr/sbin", "/sbin", "/usr/bin", "/bin"} {
+		for _, tool := range []string{"nft", "bridge", "ping"} {
+			p := filepath.Join(dir, tool)
+			if fi, err := os.Lstat(p); err == nil && fi.Mode().IsRegular() {
+				script += "mount --bind /dev/null '" + p + "'\n"
+			}
+		}
+	}
+	script += "exec env -i PATH=" + sudoPath + " HOME=/root GOCACHE=" + goEnv(t, "GOCACHE") +
+		" GOMODCACHE=" + goEnv(t, "GOMODCACHE") + " make --no-print-directory demo\n"
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "unshare", "--mount", "--propagation", "private", "sh", "-c", script)
+	cmd.Dir = repoRoot
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "Demo complete") {
+		t.Fatalf("sudo make demo on a fresh machine: %v\n%s", err, out)
+	}
+}
+
+func goEnv(t *testing.T, key string) string {
+	t.Helper()
+	out, err := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "env", key).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(out))
+}

@@ -189,6 +189,8 @@ func KeysFor(s Scope) []string {
 	return out
 }
 
+// keys is one table of every setting, in the order the file documents
+// them: long, but a list, one entry per key, each read on its own.
 func keys() []key {
 	return []key{
 		{"imds-endpoint", "IMDS endpoint URL (default http://169.254.169.254, or $AWS_EC2_METADATA_SERVICE_ENDPOINT)",

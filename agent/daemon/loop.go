@@ -75,6 +75,8 @@ func stoppedTimer() *time.Timer {
 // arm resets t to fire after d (a stopped or fired timer is re-armed).
 func arm(t *time.Timer, d time.Duration) { t.Reset(max(d, 0)) }
 
+// run is the loop: set-up, then one select whose cases each call one
+// handler; its length is the list of what the daemon waits for.
 func (l *loop) run(ctx context.Context, ev Events) error {
 	l.refresh = time.NewTimer(jitter(l.cfg.RefreshInterval))
 	l.retry, l.poll, l.repair, l.check = stoppedTimer(), stoppedTimer(), stoppedTimer(), stoppedTimer()

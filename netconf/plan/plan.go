@@ -308,91 +308,106 @@ func usableIPv4(e *imds.ENI) bool {
 }
 
 func planENI(d *ENI, e *imds.ENI, cfg config.Config, lo int) {
-	linkIndex, dev := 0, ""
-	if d.Link != nil {
-		linkIndex, dev = d.Link.Index, d.Link.Name
-	}
 	d.AltNames = altNames(e)
 	v4 := usableIPv4(e)
 	d.Addrs = make([]Addr, 0, len(e.IPv4)+len(e.IPv6))
 	d.Rules = make([]Rule, 0, len(e.IPv4)+len(e.IPv6)+len(e.IPv4Prefixes)+len(e.IPv6Prefixes))
-
 	if d.Primary {
-		// The primary's first address, its DHCP routes and main are the
-		// DHCP client's. Only its other addresses are added, /32 or /128
-		// without a prefix route so main is not changed. No table, no
-		// rules: rules for the primary broke Docker's published ports
-		// (amazon-ec2-net-utils #97). MTU stays DHCP's business too.
+		planPrimary(d, e, v4)
+	} else {
+		d.Up = true
+		// The VPC sends router advertisements on every subnet. The kernel
+		// would learn from them a default route and the subnet's prefix
+		// route through this ENI in main, at the primary's metric: the
+		// primary's own IPv6 traffic could then leave through it and be
+		// dropped by the source/destination check. Everything this ENI
+		// needs is in table T.
+		d.NoRA = true
+		d.MTU = wantMTU(cfg, d.Link)
 		if v4 {
-			for _, a := range e.IPv4[1:] {
-				d.Addrs = append(d.Addrs, Addr{Prefix: netip.PrefixFrom(a, 32), NoPrefixRoute: true})
-			}
+			planIPv4(d, e)
 		}
-		for _, a := range e.IPv6 {
-			d.Addrs = append(d.Addrs, Addr{Prefix: netip.PrefixFrom(a, 128), NoPrefixRoute: true, NoDAD: true})
-		}
-		if cfg.PrefixMode == config.PrefixAnyIP {
-			d.Routes = append(d.Routes, anyIP(e, v4, lo)...)
-		}
-		return
-	}
-
-	d.Up = true
-	// The VPC sends router advertisements on every subnet. The kernel
-	// would learn from them a default route and the subnet's prefix route
-	// through this ENI in main, at the primary's metric: the primary's own
-	// IPv6 traffic could then leave through it and be dropped by the
-	// source/destination check. Everything this ENI needs is in table T.
-	d.NoRA = true
-	d.MTU = wantMTU(cfg, d.Link)
-	t := d.Table
-
-	if v4 {
-		// The first address gets the subnet's length so that the kernel
-		// knows the subnet is on-link, but NO prefix route: a second
-		// 100.64.x.0/24 route in main (proto kernel, metric 0) would send
-		// the primary's own same-subnet traffic out of this ENI, where the
-		// VPC's source/destination check drops it. The subnet route lives
-		// only in table T, reached through the "from" rules.
-		first := e.IPv4[0]
-		d.Addrs = append(d.Addrs, Addr{Prefix: netip.PrefixFrom(first, e.SubnetIPv4.Bits()), NoPrefixRoute: true})
-		for _, a := range e.IPv4[1:] {
-			d.Addrs = append(d.Addrs, Addr{Prefix: netip.PrefixFrom(a, 32), NoPrefixRoute: true})
-		}
-		subnet := e.SubnetIPv4.Masked()
-		d.Routes = append(d.Routes,
-			Route{Table: t, Dst: subnet, Src: first, Scope: ScopeLink, LinkIndex: linkIndex, Dev: dev},
-			Route{Table: t, Dst: netip.PrefixFrom(netip.IPv4Unspecified(), 0), Gw: firstHost(subnet), LinkIndex: linkIndex, Dev: dev},
-		)
-		for _, a := range e.IPv4 {
-			d.Rules = append(d.Rules, Rule{Priority: t, Src: netip.PrefixFrom(a, 32), Table: t})
-		}
-		for _, p := range e.IPv4Prefixes {
-			d.Rules = append(d.Rules, Rule{Priority: t, Src: p.Masked(), Table: t})
-		}
-	}
-
-	for _, a := range e.IPv6 {
-		d.Addrs = append(d.Addrs, Addr{Prefix: netip.PrefixFrom(a, 128), NoPrefixRoute: true, NoDAD: true})
-	}
-	if len(e.SubnetIPv6) > 0 && (len(e.IPv6) > 0 || len(e.IPv6Prefixes) > 0) {
-		var src netip.Addr
-		if len(e.IPv6) > 0 {
-			src = e.IPv6[0]
-		}
-		for _, s := range e.SubnetIPv6 {
-			d.Routes = append(d.Routes, Route{Table: t, Dst: s.Masked(), Src: src, Scope: ScopeUniverse, LinkIndex: linkIndex, Dev: dev})
-		}
-		d.Routes = append(d.Routes, Route{Table: t, Dst: netip.PrefixFrom(netip.IPv6Unspecified(), 0), Gw: IPv6Gateway, LinkIndex: linkIndex, Dev: dev})
-		for _, a := range e.IPv6 {
-			d.Rules = append(d.Rules, Rule{Priority: t, Src: netip.PrefixFrom(a, 128), Table: t})
-		}
-		for _, p := range e.IPv6Prefixes {
-			d.Rules = append(d.Rules, Rule{Priority: t, Src: p.Masked(), Table: t})
-		}
+		planIPv6(d, e)
 	}
 	if cfg.PrefixMode == config.PrefixAnyIP {
 		d.Routes = append(d.Routes, anyIP(e, v4, lo)...)
+	}
+}
+
+// planPrimary: the primary's first address, its DHCP routes and main are
+// the DHCP client's. Only its other addresses are added, /32 or /128
+// without a prefix route so main is not changed. No table, no rules:
+// rules for the primary broke Docker's published ports
+// (amazon-ec2-net-utils #97). MTU stays DHCP's business too.
+func planPrimary(d *ENI, e *imds.ENI, v4 bool) {
+	if v4 {
+		for _, a := range e.IPv4[1:] {
+			d.Addrs = append(d.Addrs, Addr{Prefix: netip.PrefixFrom(a, 32), NoPrefixRoute: true})
+		}
+	}
+	for _, a := range e.IPv6 {
+		d.Addrs = append(d.Addrs, Addr{Prefix: netip.PrefixFrom(a, 128), NoPrefixRoute: true, NoDAD: true})
+	}
+}
+
+func (d *ENI) linkRef() (int, string) {
+	if d.Link != nil {
+		return d.Link.Index, d.Link.Name
+	}
+	return 0, ""
+}
+
+// planIPv4: the first address gets the subnet's length so that the
+// kernel knows the subnet is on-link, but NO prefix route: a second
+// 100.64.x.0/24 route in main (proto kernel, metric 0) would send the
+// primary's own same-subnet traffic out of this ENI, where the VPC's
+// source/destination check drops it. The subnet route lives only in table
+// T, reached through the "from" rules.
+func planIPv4(d *ENI, e *imds.ENI) {
+	t := d.Table
+	linkIndex, dev := d.linkRef()
+	first := e.IPv4[0]
+	d.Addrs = append(d.Addrs, Addr{Prefix: netip.PrefixFrom(first, e.SubnetIPv4.Bits()), NoPrefixRoute: true})
+	for _, a := range e.IPv4[1:] {
+		d.Addrs = append(d.Addrs, Addr{Prefix: netip.PrefixFrom(a, 32), NoPrefixRoute: true})
+	}
+	subnet := e.SubnetIPv4.Masked()
+	d.Routes = append(d.Routes,
+		Route{Table: t, Dst: subnet, Src: first, Scope: ScopeLink, LinkIndex: linkIndex, Dev: dev},
+		Route{Table: t, Dst: netip.PrefixFrom(netip.IPv4Unspecified(), 0), Gw: firstHost(subnet), LinkIndex: linkIndex, Dev: dev},
+	)
+	for _, a := range e.IPv4 {
+		d.Rules = append(d.Rules, Rule{Priority: t, Src: netip.PrefixFrom(a, 32), Table: t})
+	}
+	for _, p := range e.IPv4Prefixes {
+		d.Rules = append(d.Rules, Rule{Priority: t, Src: p.Masked(), Table: t})
+	}
+}
+
+// planIPv6: addresses /128 without DAD (the VPC does none), the subnet
+// route(s) and a default via the VPC router's link-local in table T.
+func planIPv6(d *ENI, e *imds.ENI) {
+	t := d.Table
+	linkIndex, dev := d.linkRef()
+	for _, a := range e.IPv6 {
+		d.Addrs = append(d.Addrs, Addr{Prefix: netip.PrefixFrom(a, 128), NoPrefixRoute: true, NoDAD: true})
+	}
+	if len(e.SubnetIPv6) == 0 || (len(e.IPv6) == 0 && len(e.IPv6Prefixes) == 0) {
+		return
+	}
+	var src netip.Addr
+	if len(e.IPv6) > 0 {
+		src = e.IPv6[0]
+	}
+	for _, s := range e.SubnetIPv6 {
+		d.Routes = append(d.Routes, Route{Table: t, Dst: s.Masked(), Src: src, Scope: ScopeUniverse, LinkIndex: linkIndex, Dev: dev})
+	}
+	d.Routes = append(d.Routes, Route{Table: t, Dst: netip.PrefixFrom(netip.IPv6Unspecified(), 0), Gw: IPv6Gateway, LinkIndex: linkIndex, Dev: dev})
+	for _, a := range e.IPv6 {
+		d.Rules = append(d.Rules, Rule{Priority: t, Src: netip.PrefixFrom(a, 128), Table: t})
+	}
+	for _, p := range e.IPv6Prefixes {
+		d.Rules = append(d.Rules, Rule{Priority: t, Src: p.Masked(), Table: t})
 	}
 }
 
