@@ -396,7 +396,9 @@ func TestErrorIsolation(t *testing.T) {
 	for _, s := range st {
 		states[s.MAC] = s.State.String()
 	}
-	if states[macEth1] != "configured" || states[macEth2] != "drift" || states[macEth3] != "absent" {
+	// The foreign route in eth2's table is where its traffic goes: a
+	// broken path, not drift.
+	if states[macEth1] != "configured" || states[macEth2] != "wrong-path" || states[macEth3] != "absent" {
 		t.Errorf("status: %v", states)
 	}
 }
@@ -429,6 +431,7 @@ func TestStateFileAtomicAndPrivate(t *testing.T) {
 func TestStatus(t *testing.T) {
 	b := newBed(t)
 	b.withPrimary()
+	b.ip("-6", "route", "add", "default", "via", "fe80:ec2::1", "dev", "eth0") // as the VPC's router advertisements add it
 	b.veth("eth1", macEth1)
 	r := b.reconciler()
 	s := snap(primary(), secondary())

@@ -26,9 +26,15 @@ const (
 	StateUnlisted                // link with recorded objects, not in IMDS
 	StateEFAOnly                 // no address and no link here: nothing to configure
 	StateDown                    // link set down by an administrator after ec2net brought it up
+	// Path states (path.go): the objects may all be there, but the
+	// kernel's route lookup for an address does not take its ENI.
+	StateShadowed  // a foreign rule of higher priority wins
+	StateWrongPath // a foreign route in the ENI's table, no route, or the wrong link
+	StateRPFilter  // strict rp_filter drops what arrives for the address: its reply would leave elsewhere
 )
 
-var stateNames = [...]string{"configured", "drift", "pending", "invalid", "unknown", "excluded", "absent", "unlisted", "efa-only", "down"}
+var stateNames = [...]string{"configured", "drift", "pending", "invalid", "unknown", "excluded", "absent", "unlisted", "efa-only", "down",
+	"shadowed", "wrong-path", "rp-filter"}
 
 func (s State) String() string {
 	if int(s) < len(stateNames) {
@@ -79,6 +85,7 @@ type ENIStatus struct {
 	AltNames        []string     `json:"altnames"`
 	MTU             int          `json:"mtu"`
 	IMDSState       string       `json:"imds_state"` // the snapshot's state for the ENI ("" when not listed)
+	Addrs           []AddrStatus `json:"addresses"`  // each address's path, as the kernel routes it (path.go)
 }
 
 // Status reports, per ENI, what IMDS says against what the kernel has. It
@@ -111,6 +118,9 @@ func (r *Reconciler) Status(snap *imds.Snapshot, cfg config.Config) ([]ENIStatus
 	sort.Strings(macs)
 	for _, mac := range macs {
 		out = append(out, p.unlistedStatus(mac, noIMDS))
+	}
+	if err := r.verifyPaths(p, snap, cfg, out); err != nil {
+		return nil, err
 	}
 	for i := range out {
 		out[i].fillEmpty()
@@ -200,6 +210,9 @@ func (s *ENIStatus) fillEmpty() {
 	}
 	if s.AltNames == nil {
 		s.AltNames = []string{}
+	}
+	if s.Addrs == nil {
+		s.Addrs = []AddrStatus{}
 	}
 }
 

@@ -11,6 +11,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/netip"
 	"os"
 	"sort"
 	"strconv"
@@ -64,6 +66,7 @@ type Config struct {
 	ReadyTimeout    time.Duration // daemon: READY=1 at the latest after this, even if IMDS is dead
 	StateDir        string        // root of per-namespace state (/run/ec2net)
 	LogLevel        string        // debug, info, warn, error
+	MetricsListen   string        // daemon: loopback host:port for GET /metrics; "" off
 }
 
 // Default returns the built-in configuration.
@@ -166,6 +169,7 @@ var scopes = map[string]Scope{
 	"ready-timeout":          ForRun,
 	"state-dir":              ForRun | ForApply | ForStatus | ForCleanup,
 	"log-level":              ForRun | ForApply | ForStatus | ForCleanup,
+	"metrics-listen":         ForRun,
 }
 
 // IsKey reports whether name is a configuration key.
@@ -303,7 +307,34 @@ func keys() []key {
 				}
 				return fmt.Errorf("must be debug, info, warn or error")
 			}, func(c *Config) string { return c.LogLevel }},
+		{"metrics-listen", "daemon: also serve the Prometheus metrics at http://<this>/metrics, a loopback host:port such as 127.0.0.1:9464 (empty: off; the metrics file /run/ec2net/metrics/<netns>.prom is always written)",
+			func(c *Config, v string) error {
+				if err := loopbackHostPort(v); v != "" && err != nil {
+					return err
+				}
+				c.MetricsListen = v
+				return nil
+			}, func(c *Config) string { return c.MetricsListen }},
 	}
+}
+
+// loopbackHostPort accepts host:port on a loopback address: ec2net serves
+// metrics to a local scraper, never to the network.
+func loopbackHostPort(v string) error {
+	host, port, err := net.SplitHostPort(v)
+	if err != nil {
+		return fmt.Errorf("must be host:port, e.g. 127.0.0.1:9464")
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("bad port %q", port)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	if a, err := netip.ParseAddr(host); err != nil || !a.IsLoopback() {
+		return fmt.Errorf("must be a loopback address (127.0.0.1, [::1] or localhost), not %q", host)
+	}
+	return nil
 }
 
 func durationKey(name, help string, min, max time.Duration, field func(*Config) *time.Duration) key {

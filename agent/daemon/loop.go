@@ -39,6 +39,7 @@ type loop struct {
 	repairs *repairPolicy
 	cutoff  *cutoffGuard
 	demand  *demand
+	pub     *publisher // what status, doctor and Prometheus read (publish.go)
 
 	refresh, retry, poll, repair, check, readyBy *time.Timer
 	retryReq                                     readReq // what the retry timer reads
@@ -61,6 +62,7 @@ func newLoop(o Options, sigs <-chan os.Signal, wg *sync.WaitGroup) *loop {
 		repairs:   newRepairPolicy(),
 		cutoff:    newCutoffGuard(),
 		demand:    newDemand(o.Counters),
+		pub:       newPublisher(o),
 	}
 }
 
@@ -96,6 +98,8 @@ func (l *loop) run(ctx context.Context, ev Events) error {
 	}
 
 	l.log.Info("ec2net starting", zap.String("version", l.o.Version), zap.Duration("refresh", l.cfg.RefreshInterval))
+	l.pub.start()
+	defer l.pub.close()
 	// Links that exist now are not "new": their next event (say, our own
 	// link-up) must not look like an attach.
 	if links, err := l.o.Reconciler.Links(); err == nil {
@@ -134,6 +138,8 @@ func (l *loop) run(ctx context.Context, ev Events) error {
 			l.requestRead(ctx, readReq{}) // the listing alone: does IMDS still answer?
 		case <-l.repair.C:
 			l.onRepair()
+		case <-l.pub.verifyC():
+			l.pub.verify(l.last, l.config())
 		case r := <-l.reads.results:
 			l.onRead(ctx, r)
 		case <-ev.LinksChanged():
@@ -254,6 +260,7 @@ func (l *loop) apply(why string) *netconf.Result {
 		return nil
 	}
 	res, err := l.o.Reconciler.Apply(l.cutoff.filter(l.last), l.config())
+	l.pub.reconciled(why, res, err)
 	if err != nil {
 		l.log.Error("reconcile failed", zap.String("trigger", why), zap.Error(err))
 		l.setStatus("degraded: " + err.Error())

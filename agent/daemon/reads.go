@@ -185,11 +185,13 @@ func (l *loop) onRead(ctx context.Context, r readResult) {
 	case errors.Is(r.err, errNoChange):
 		l.scheduleReads(l.raw, time.Now())
 	case r.err != nil:
+		l.pub.read(r.err)
 		if r.demand {
 			l.demand.readDone(false)
 		}
 		l.onReadFailed(r.err)
 	default:
+		l.pub.read(nil)
 		var snap *imds.Snapshot
 		prev := l.last
 		l.raw, snap = l.reads.fresh.merge(l.raw, l.last, r)

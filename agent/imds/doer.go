@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // countingDoer sits between the SDK and the HTTP client. It counts every
@@ -49,7 +50,9 @@ func (d *countingDoer) Do(req *http.Request) (*http.Response, error) {
 		d.stats.tokenFetches.Add(1)
 	}
 	req = req.WithContext(httptrace.WithClientTrace(req.Context(), d.trace))
+	start := time.Now()
 	resp, err := d.inner.Do(req)
+	d.stats.observe(time.Since(start))
 	if err != nil {
 		d.stats.networkError.Add(1)
 		return resp, err

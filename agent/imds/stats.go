@@ -3,6 +3,7 @@ package imds
 import (
 	"fmt"
 	"sync/atomic"
+	"time"
 )
 
 // Stats counts HTTP requests to IMDS by outcome since the Client was made.
@@ -35,6 +36,7 @@ func (s Stats) String() string {
 type counters struct {
 	requests, ok, notFound, unauthorized, forbidden, throttled, serverError,
 	otherStatus, networkError, garbage, tokenFetches, connections atomic.Int64
+	latency atomic.Pointer[func(time.Duration)] // SetLatencyObserver (latency.go)
 }
 
 // Stats returns the request counters.

@@ -1,6 +1,14 @@
 // Package logging builds ec2net's zap logger: human-readable console lines
-// on a terminal or in CI, and under journald lines without timestamps that
-// start with a syslog priority ("<3>") so that `journalctl -p err` works.
+// on a terminal or in CI, and under journald entries sent through the
+// native journal protocol with fields (journal.go: INTERFACE=, ENI_ID=,
+// MAC=, MESSAGE_ID=) and syslog priorities, so that `journalctl -p err`
+// and `journalctl -u ec2net INTERFACE=eth1` work. Where the journal socket
+// cannot be used, journald lines start with a priority ("<3>") instead.
+//
+// Levels: ERROR only for what needs a person (a change the kernel
+// refused, a pass that could not run); WARN for what another program did
+// to ec2net's configuration (a repair) or a degraded state; INFO for
+// every normal state change (attach, detach, an address added).
 package logging
 
 import (
@@ -17,6 +25,9 @@ import (
 // "error").
 func New(level string) (*zap.Logger, error) {
 	underJournal, _ := journal.StderrIsJournalStream()
+	if underJournal && journal.Enabled() {
+		return NewJournal(level, journal.Send, os.Stderr)
+	}
 	return NewTo(os.Stderr, level, underJournal)
 }
 
@@ -41,22 +52,9 @@ func NewTo(w io.Writer, level string, underJournal bool) (*zap.Logger, error) {
 		enc.EncodeLevel = zapcore.CapitalLevelEncoder
 	}
 	core := zapcore.NewCore(zapcore.NewConsoleEncoder(enc), zapcore.Lock(zapcore.AddSync(w)), lvl)
-	return zap.New(core), nil
+	return zap.New(withoutIDs{core}), nil
 }
 
 func syslogPriority(l zapcore.Level, enc zapcore.PrimitiveArrayEncoder) {
-	p := 6 // info
-	switch {
-	case l <= zapcore.DebugLevel:
-		p = 7
-	case l == zapcore.InfoLevel:
-		p = 6
-	case l == zapcore.WarnLevel:
-		p = 4
-	case l == zapcore.ErrorLevel:
-		p = 3
-	default:
-		p = 2
-	}
-	enc.AppendString(fmt.Sprintf("<%d>", p))
+	enc.AppendString(fmt.Sprintf("<%d>", priority(l)))
 }

@@ -7,8 +7,11 @@ import (
 	"sort"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/ec2net/ec2net/agent/converge"
+	"github.com/ec2net/ec2net/agent/daemon"
+	"github.com/ec2net/ec2net/agent/hostcheck"
 	"github.com/ec2net/ec2net/agent/imds"
 	"github.com/ec2net/ec2net/netconf"
 )
@@ -16,10 +19,13 @@ import (
 // statusJSON is `ec2net status --json` (shape versioned by jsonVersion).
 type statusJSON struct {
 	Version   int                 `json:"version"`
+	Healthy   bool                `json:"healthy"` // exit status 0: IMDS read, every ENI healthy, every address on its path
 	ENIs      []netconf.ENIStatus `json:"enis"`
 	Totals    map[string]int      `json:"totals"` // ENIs by state
 	IMDS      imds.Stats          `json:"imds_requests"`
 	IMDSError string              `json:"imds_error"` // "" when IMDS was read
+	Daemon    daemonJSON          `json:"daemon"`
+	Host      []hostcheck.Finding `json:"host"` // competing network managers and routes that break ENIs (problems only)
 	Notes     []string            `json:"notes"`
 }
 
@@ -39,6 +45,7 @@ func cmdStatus(ctx context.Context, c *call) int {
 		if err != nil {
 			return e.fail(c.stderr, err)
 		}
+		host := hostProblems(hostLinks(rows, cfg))
 		var notes []string
 		if len(signs) > 0 {
 			notes = append(notes, "the Amazon VPC CNI manages this host's secondary ENIs ("+strings.Join(signs, "; ")+"): only the primary ENI is configured")
@@ -53,28 +60,39 @@ func cmdStatus(ctx context.Context, c *call) int {
 			}
 		}
 		totals := map[string]int{}
+		code := exitOK
 		for _, r := range rows {
 			totals[r.State.String()]++
+			if !r.State.Healthy() {
+				code = exitPending
+			}
 		}
-		if asJSON {
-			writeJSON(c.stdout, statusJSON{Version: jsonVersion, ENIs: nonNilRows(rows), Totals: totals,
-				IMDS: e.imds.Stats(), IMDSError: imdsErr, Notes: nonNil(notes)})
-		} else {
+		if imdsErr != "" {
+			code = exitError
+		}
+		now := time.Now()
+		dmn := toDaemonJSON(daemon.Live(e.rec.StateDir()), now)
+		switch {
+		case asJSON:
+			writeJSON(c.stdout, statusJSON{Version: jsonVersion, Healthy: code == exitOK, ENIs: nonNilRows(rows), Totals: totals,
+				IMDS: e.imds.Stats(), IMDSError: imdsErr, Daemon: dmn, Host: host, Notes: nonNil(notes)})
+		case len(c.args) > 0:
+			for _, r := range rows {
+				printDetail(c.stdout, r)
+			}
+		default:
 			printStatus(c, rows, totals, imdsErr, e.imds.Stats())
+		}
+		if !asJSON {
+			printHost(c.stdout, dmn, host)
 			for _, n := range notes {
 				fmt.Fprintf(c.stdout, "note: %s\n", n)
 			}
 		}
 		if imdsErr != "" {
 			fmt.Fprintf(c.stderr, "ec2net: %s\n", imdsErr)
-			return exitError
 		}
-		for _, r := range rows {
-			if !r.State.Healthy() {
-				return exitPending
-			}
-		}
-		return exitOK
+		return code
 	})
 }
 

@@ -27,13 +27,13 @@ _ec2net() {
 		COMPREPLY=($(compgen -f -- "$cur"))
 		return
 		;;
-	--imds-endpoint | --imds-endpoint-mode | --exclude-macs | --exclude-eni-ids | --exclude-device-numbers | --secondary-enis | --manage-primary | --mtu | --prefix-mode | --refresh-interval | --remove-after | --remove-after-time | --propagation-wait | --wait | --ready-timeout | --state-dir | --log-level)
+	--imds-endpoint | --imds-endpoint-mode | --exclude-macs | --exclude-eni-ids | --exclude-device-numbers | --secondary-enis | --manage-primary | --mtu | --prefix-mode | --refresh-interval | --remove-after | --remove-after-time | --propagation-wait | --wait | --ready-timeout | --state-dir | --log-level | --metrics-listen)
 		return
 		;;
 	esac
 	case $cmd in
 	run)
-		opts='--help --config --imds-endpoint --imds-endpoint-mode --exclude-macs --exclude-eni-ids --exclude-device-numbers --secondary-enis --manage-primary --mtu --prefix-mode --refresh-interval --remove-after --remove-after-time --propagation-wait --ready-timeout --state-dir --log-level'
+		opts='--help --config --imds-endpoint --imds-endpoint-mode --exclude-macs --exclude-eni-ids --exclude-device-numbers --secondary-enis --manage-primary --mtu --prefix-mode --refresh-interval --remove-after --remove-after-time --propagation-wait --ready-timeout --state-dir --log-level --metrics-listen'
 		;;
 	apply)
 		opts='--help --config --imds-endpoint --imds-endpoint-mode --exclude-macs --exclude-eni-ids --exclude-device-numbers --secondary-enis --manage-primary --mtu --prefix-mode --remove-after-time --wait --state-dir --log-level --json'
