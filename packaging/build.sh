@@ -116,7 +116,7 @@ stage_common() {
 	gzip -9n <packaging/ec2net.8 >"$s/ec2net.8.gz"
 	gzip -9n <packaging/ec2net.conf.5 >"$s/ec2net.conf.5.gz"
 	cp systemd/ec2net.service packaging/ec2net.conf packaging/README.md \
-		docs/TROUBLESHOOTING.md packaging/completions/ec2net.bash packaging/completions/_ec2net LICENSE "$s/"
+		docs/TROUBLESHOOTING.md docs/STATUS.md packaging/completions/ec2net.bash packaging/completions/_ec2net LICENSE "$s/"
 	cp packaging/cloud-init/user-data.yaml "$s/cloud-init-user-data.yaml"
 	cp packaging/dropins/networkd.conf.d/ec2net.conf "$s/networkd-ec2net.conf"
 	cp packaging/dropins/NetworkManager/conf.d/ec2net.conf "$s/NetworkManager-ec2net.conf"

@@ -107,6 +107,7 @@ func TestDebContents(t *testing.T) {
 		"./usr/share/doc/ec2net/changelog.Debian.gz":                "-rw-r--r--",
 		"./usr/share/doc/ec2net/README.md":                          "-rw-r--r--",
 		"./usr/share/doc/ec2net/TROUBLESHOOTING.md":                 "-rw-r--r--",
+		"./usr/share/doc/ec2net/STATUS.md":                          "-rw-r--r--",
 		"./usr/share/lintian/overrides/ec2net":                      "-rw-r--r--",
 		"./usr/share/doc/ec2net/examples/cloud-init-user-data.yaml": "-rw-r--r--",
 		"./etc/ec2net/ec2net.conf.d/":                               "drwxr-xr-x",
@@ -202,7 +203,7 @@ func TestRPMContents(t *testing.T) {
 		"/usr/lib/systemd/system/ec2net.service",
 		"/usr/share/bash-completion", "/usr/share/bash-completion/completions",
 		"/usr/share/bash-completion/completions/ec2net",
-		"/usr/share/doc/ec2net", "/usr/share/doc/ec2net/README.md", "/usr/share/doc/ec2net/TROUBLESHOOTING.md",
+		"/usr/share/doc/ec2net", "/usr/share/doc/ec2net/README.md", "/usr/share/doc/ec2net/STATUS.md", "/usr/share/doc/ec2net/TROUBLESHOOTING.md",
 		"/usr/share/doc/ec2net/examples", "/usr/share/doc/ec2net/examples/cloud-init-user-data.yaml",
 		"/usr/share/licenses/ec2net", "/usr/share/licenses/ec2net/LICENSE",
 		"/usr/share/man/man5/ec2net.conf.5.gz", "/usr/share/man/man8/ec2net.8.gz",
@@ -220,7 +221,7 @@ func TestRPMContents(t *testing.T) {
 	}
 	docs := strings.Fields(mustRun(t, "rpm", "-qdp", p.RPM))
 	sort.Strings(docs)
-	wantDocs := []string{"/usr/share/doc/ec2net/README.md", "/usr/share/doc/ec2net/TROUBLESHOOTING.md",
+	wantDocs := []string{"/usr/share/doc/ec2net/README.md", "/usr/share/doc/ec2net/STATUS.md", "/usr/share/doc/ec2net/TROUBLESHOOTING.md",
 		"/usr/share/doc/ec2net/examples/cloud-init-user-data.yaml",
 		"/usr/share/man/man5/ec2net.conf.5.gz", "/usr/share/man/man8/ec2net.8.gz"}
 	if !reflect.DeepEqual(docs, wantDocs) {

@@ -51,7 +51,7 @@ type loop struct {
 }
 
 func newLoop(o Options, sigs <-chan os.Signal, wg *sync.WaitGroup) *loop {
-	return &loop{
+	l := &loop{
 		o: o, cfg: o.Config, log: o.Logger, sigs: sigs, wg: wg,
 		tracker:   evidence.New(o.Config.RemoveAfter, o.Config.RemoveAfterTime),
 		links:     newLinkTracker(o.Config.PropagationWait),
@@ -64,6 +64,8 @@ func newLoop(o Options, sigs <-chan os.Signal, wg *sync.WaitGroup) *loop {
 		demand:    newDemand(o.Counters),
 		pub:       newPublisher(o),
 	}
+	l.repairs.suspect = func(netconf.Deleted) string { return l.pub.suspects() }
+	return l
 }
 
 func stoppedTimer() *time.Timer {

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/ec2net/ec2net/agent/config"
@@ -219,6 +221,20 @@ func (p *publisher) checkHost(rows []netconf.ENIStatus, cfg config.Config) {
 		}
 	}
 	p.hostSeen = seen
+}
+
+// suspects names the competing network managers found with a problem:
+// who probably deleted what a repair restored.
+func (p *publisher) suspects() string {
+	var checks []string
+	for key := range p.hostSeen {
+		check, _, _ := strings.Cut(key, "/")
+		if !slices.Contains(checks, check) {
+			checks = append(checks, check)
+		}
+	}
+	slices.Sort(checks)
+	return strings.Join(checks, ", ")
 }
 
 func pathBroken(s netconf.State) bool {

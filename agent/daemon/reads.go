@@ -212,7 +212,13 @@ func (l *loop) onReadFailed(err error) {
 	}
 	class := errorClass(err)
 	if class != l.lastErr {
-		l.log.Error("IMDS read failed; keeping the current configuration", zap.String("class", class), zap.Error(err))
+		// ERROR is for what needs a human: IMDS turned off. A timeout or
+		// an unreachable IMDS is retried and usually passes.
+		logAt := l.log.Warn
+		if errors.Is(err, imds.ErrDisabled) {
+			logAt = l.log.Error
+		}
+		logAt("IMDS read failed; keeping the current configuration", zap.String("class", class), zap.Error(err))
 		l.lastErr = class
 	}
 	l.setStatus(fmt.Sprintf("degraded: IMDS %s; configuration kept", class))

@@ -17,7 +17,7 @@ _ec2net() {
 		esac
 	done
 	if [[ -z $cmd ]]; then
-		COMPREPLY=($(compgen -W 'run apply plan status cleanup defaults version help --help --version' -- "$cur"))
+		COMPREPLY=($(compgen -W 'run apply plan status doctor cleanup defaults version help --help --version' -- "$cur"))
 		return
 	fi
 	# Options that take a value: complete files for --config, nothing for
@@ -43,6 +43,9 @@ _ec2net() {
 		;;
 	status)
 		opts='--help --config --imds-endpoint --imds-endpoint-mode --exclude-macs --exclude-eni-ids --exclude-device-numbers --secondary-enis --manage-primary --mtu --prefix-mode --state-dir --log-level --json'
+		;;
+	doctor)
+		opts='--help --config --imds-endpoint --imds-endpoint-mode --exclude-macs --exclude-eni-ids --exclude-device-numbers --secondary-enis --manage-primary --mtu --prefix-mode --state-dir --log-level --json --bundle'
 		;;
 	cleanup)
 		opts='--help --config --state-dir --log-level'

@@ -45,16 +45,21 @@ func (c command) Keys() bool { return c.Scope != 0 }
 // accepts the others too, and ignores them).
 func (c command) OwnKeys() []string { return config.KeysFor(c.Scope) }
 
-// flagDoc is a command's own boolean flag.
-type flagDoc struct{ Name, Help string }
+// flagDoc is a command's own flag; File marks one that takes a file name.
+type flagDoc struct {
+	Name, Help string
+	File       bool
+}
 
 // commands is every subcommand; keep in step with cmd/ec2net.
 var commands = []command{
 	{"run", "run the daemon: converge now, then on link events, every refresh and repair", nil, config.ForRun},
-	{"apply", "converge once, waiting --wait for pending ENIs", []flagDoc{{"json", "print JSON"}}, config.ForApply},
+	{"apply", "converge once, waiting --wait for pending ENIs", []flagDoc{{Name: "json", Help: "print JSON"}}, config.ForApply},
 	{"plan", "print what apply would change; change nothing",
-		[]flagDoc{{"json", "print JSON"}, {"exit-code", "exit 2 when there are changes to make"}}, config.ForApply},
-	{"status", "one row per ENI: IMDS against the kernel", []flagDoc{{"json", "print JSON"}}, config.ForStatus},
+		[]flagDoc{{Name: "json", Help: "print JSON"}, {Name: "exit-code", Help: "exit 2 when there are changes to make"}}, config.ForApply},
+	{"status", "one row per ENI: IMDS against the kernel", []flagDoc{{Name: "json", Help: "print JSON"}}, config.ForStatus},
+	{"doctor", "check everything that makes ENIs work, one line per finding with what to do",
+		[]flagDoc{{Name: "json", Help: "print JSON"}, {Name: "bundle", Help: "write a support tarball to FILE", File: true}}, config.ForStatus},
 	{"cleanup", "remove everything ec2net added, and nothing else", nil, config.ForCleanup},
 	{"defaults", "print the default configuration file", nil, 0},
 	{"version", "print the version", nil, 0},
