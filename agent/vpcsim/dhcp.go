@@ -164,29 +164,5 @@ func (d *DHCP) Close() error {
 func (v *VPC) LaunchPrimaryUnconfigured(s ENISpec) error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	i := v.def
-	if i.primary != nil {
-		return fmt.Errorf("vpcsim: primary ENI %s already launched", i.primary.MAC)
-	}
-	if s.Name == "" {
-		s.Name = "eth0"
-	}
-	e, err := v.validateLocked(s)
-	if err != nil {
-		return err
-	}
-	if len(e.IPv4) == 0 && len(e.IPv6) == 0 {
-		return fmt.Errorf("vpcsim: primary ENI %s needs an address", e.MAC)
-	}
-	e.primary = true
-	e.inst = i
-	if err := v.plugLocked(e); err != nil {
-		return err
-	}
-	v.enis[e.MAC] = e
-	i.primary = e
-	i.IMDS.SetPrimaryMAC(e.MAC)
-	i.IMDS.AttachENI(v.imdsENILocked(e))
-	e.inIMDS = true
-	return nil
+	return v.launchPrimaryLocked(v.def, s, false)
 }

@@ -278,7 +278,10 @@ func maskAll(ps []netip.Prefix) []netip.Prefix {
 // fe80:ec2::1 (protocol ra). IMDS gets the ENI and the top-level mac.
 func (v *VPC) LaunchPrimary(s ENISpec) error { return v.def.LaunchPrimary(s) }
 
-func (v *VPC) launchPrimaryLocked(i *Instance, s ENISpec) error {
+// launchPrimaryLocked plugs in i's primary ENI; configured makes it as
+// DHCP would have left it (up, addressed, default routes), else the
+// instance's own DHCP client does that (StartDHCP).
+func (v *VPC) launchPrimaryLocked(i *Instance, s ENISpec, configured bool) error {
 	if i.primary != nil {
 		return fmt.Errorf("vpcsim: primary ENI %s of %s already launched", i.primary.MAC, i.Name)
 	}
@@ -297,6 +300,9 @@ func (v *VPC) launchPrimaryLocked(i *Instance, s ENISpec) error {
 	if err := v.plugLocked(e); err != nil {
 		return err
 	}
+	if !configured {
+		return v.registerPrimaryLocked(i, e)
+	}
 	if err := v.configurePrimaryLocked(e); err != nil {
 		v.unplugLocked(e)
 		return err
@@ -313,6 +319,10 @@ func (v *VPC) launchPrimaryLocked(i *Instance, s ENISpec) error {
 		v.unplugLocked(e)
 		return err
 	}
+	return v.registerPrimaryLocked(i, e)
+}
+
+func (v *VPC) registerPrimaryLocked(i *Instance, e *eni) error {
 	v.enis[e.MAC] = e
 	i.primary = e
 	i.IMDS.SetPrimaryMAC(e.MAC)

@@ -195,7 +195,7 @@ func (i *Instance) InstanceID() string { return instanceIDFor(i.index) }
 func (i *Instance) LaunchPrimary(s ENISpec) error {
 	i.v.mu.Lock()
 	defer i.v.mu.Unlock()
-	return i.v.launchPrimaryLocked(i, s)
+	return i.v.launchPrimaryLocked(i, s, true)
 }
 
 // Attach hot-attaches an ENI to the instance; see VPC.Attach.
