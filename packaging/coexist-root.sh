@@ -15,16 +15,10 @@ packages="network-manager ifupdown isc-dhcp-client"
 recipe="nspawn-root.sh + apt-get install $packages v1"
 marker=$root/.ec2net-root
 
-if [ "$(id -u)" != 0 ]; then
-	echo "coexist-root.sh: needs root" >&2
-	exit 1
-fi
-for tool in debootstrap systemd-nspawn; do
-	if ! command -v "$tool" >/dev/null; then
-		echo "coexist-root.sh: $tool missing: apt-get install -y --no-install-recommends debootstrap systemd-container" >&2
-		exit 1
-	fi
-done
+name=coexist-root.sh
+# shellcheck source=packaging/rootlib.sh
+. "$(dirname "$0")/rootlib.sh"
+rootlib_require
 
 valid() {
 	[ -f "$marker" ] && [ "$(cat "$marker")" = "$recipe" ] &&
@@ -32,18 +26,7 @@ valid() {
 		[ -x "$root/sbin/ifup" ] && [ -x "$root/sbin/dhclient" ]
 }
 
-if valid; then
-	echo "$root"
-	exit 0
-fi
-
-mkdir -p "$(dirname "$root")"
-exec 9>"$root.lock"
-flock 9
-if valid; then
-	echo "$root"
-	exit 0
-fi
+rootlib_reuse_or_lock
 
 # Start from nspawn-root.sh's minimal root and add the managers with apt
 # inside a throwaway nspawn container (host network for apt only, no
@@ -77,8 +60,4 @@ rm -f "$tmp/etc/systemd/system/multi-user.target.wants/NetworkManager.service" \
 	"$tmp/etc/systemd/system/network-online.target.wants/networking.service" \
 	"$tmp/etc/systemd/system/dbus-org.freedesktop.nm-dispatcher.service" 2>/dev/null || true
 rm -f "$tmp"/var/cache/apt/archives/*.deb "$tmp"/var/lib/apt/lists/*_Packages 2>/dev/null || true
-echo "$recipe" >"$tmp/.ec2net-root"
-rm -rf "$root"
-mv "$tmp" "$root"
-trap - EXIT
-echo "$root"
+rootlib_install

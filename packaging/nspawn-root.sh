@@ -37,36 +37,17 @@ if [ -n "$with" ]; then
 fi
 root=${1:-$default_root}
 marker=$root/.ec2net-root
-
-if [ "$(id -u)" != 0 ]; then
-	echo "nspawn-root.sh: needs root" >&2
-	exit 1
-fi
-for tool in debootstrap systemd-nspawn; do
-	if ! command -v "$tool" >/dev/null; then
-		echo "nspawn-root.sh: $tool missing: apt-get install -y --no-install-recommends debootstrap systemd-container" >&2
-		exit 1
-	fi
-done
+name=nspawn-root.sh
+# shellcheck source=packaging/rootlib.sh
+. "$(dirname "$0")/rootlib.sh"
+rootlib_require
 
 valid() {
 	[ -f "$marker" ] && [ "$(cat "$marker")" = "$recipe" ] &&
 		[ -x "$root/lib/systemd/systemd" ] && [ -x "$root/usr/bin/dpkg" ]
 }
 
-# Fast path without the lock: a finished root never changes.
-if valid; then
-	echo "$root"
-	exit 0
-fi
-
-mkdir -p "$(dirname "$root")"
-exec 9>"$root.lock"
-flock 9
-if valid; then # someone else built it while we waited
-	echo "$root"
-	exit 0
-fi
+rootlib_reuse_or_lock
 
 # The Debian mirror this machine already uses (deb822 or one-line format),
 # so the test needs no network access the host does not already have.
@@ -97,11 +78,7 @@ if [ -n "$with" ]; then
 	}
 	rm -f "$tmp/usr/sbin/policy-rc.d" "$tmp/etc/resolv.conf" "$tmp.log"
 	rm -f "$tmp"/var/lib/apt/lists/*_Packages 2>/dev/null || true
-	echo "$recipe" >"$tmp/.ec2net-root"
-	rm -rf "$root"
-	mv "$tmp" "$root"
-	trap - EXIT
-	echo "$root"
+	rootlib_install
 	exit 0
 fi
 
@@ -121,8 +98,4 @@ ln -sf /dev/null "$tmp/etc/systemd/system/console-getty.service"
 ln -sf /dev/null "$tmp/etc/systemd/system/systemd-networkd-wait-online.service"
 apt_clean_dirs="$tmp/var/cache/apt/archives/*.deb $tmp/var/lib/apt/lists/*_Packages"
 rm -f $apt_clean_dirs 2>/dev/null || true
-echo "$recipe" >"$tmp/.ec2net-root"
-rm -rf "$root"
-mv "$tmp" "$root"
-trap - EXIT
-echo "$root"
+rootlib_install

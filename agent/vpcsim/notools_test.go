@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -95,29 +94,8 @@ func TestCorePathWithoutTools(t *testing.T) {
 	}
 }
 
-func hideTools(t *testing.T) {
-	var hidden []string
-	dirs := append(filepath.SplitList(os.Getenv("PATH")), "/usr/sbin", "/usr/bin", "/sbin", "/bin")
-	for _, name := range hiddenTools {
-		for _, d := range dirs {
-			p := filepath.Join(d, name)
-			if fi, err := os.Stat(p); err != nil || !fi.Mode().IsRegular() {
-				continue
-			}
-			if err := unix.Mount("/dev/null", p, "", unix.MS_BIND, ""); err != nil {
-				t.Fatalf("hide %s: %v", p, err)
-			}
-			hidden = append(hidden, p)
-		}
-		if p, err := exec.LookPath(name); err == nil {
-			t.Fatalf("%s is still found at %s", name, p)
-		}
-	}
-	t.Logf("hidden: %v", hidden)
-}
-
 func corePathWithoutTools(t *testing.T) {
-	hideTools(t)
+	t.Logf("hidden: %v", nsutil.HideTools(t, hiddenTools...))
 	v := newBed(t)
 	s := secondarySpec()
 	if err := v.Attach(s); err != nil {

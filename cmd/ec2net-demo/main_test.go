@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/ec2net/ec2net/netconf/nsutil"
-	"golang.org/x/sys/unix"
 )
 
 // binaries builds the demo and finds or builds ec2net (make test exports
@@ -70,29 +69,6 @@ func leftBehind(t *testing.T, pid int, ec2net string) []string {
 
 const noToolsEnv = "EC2NET_DEMO_TEST_NO_TOOLS"
 
-// hideTools covers every copy of ip, nft, bridge and ping on PATH with
-// /dev/null (not executable) in this process's mount namespace.
-func hideTools(t *testing.T) []string {
-	var hidden []string
-	dirs := append(filepath.SplitList(os.Getenv("PATH")), "/usr/sbin", "/usr/bin", "/sbin", "/bin")
-	for _, name := range []string{"ip", "nft", "bridge", "ping"} {
-		for _, d := range dirs {
-			p := filepath.Join(d, name)
-			if fi, err := os.Stat(p); err != nil || !fi.Mode().IsRegular() {
-				continue
-			}
-			if err := unix.Mount("/dev/null", p, "", unix.MS_BIND, ""); err != nil {
-				t.Fatalf("hide %s: %v", p, err)
-			}
-			hidden = append(hidden, p)
-		}
-		if p, err := exec.LookPath(name); err == nil {
-			t.Fatalf("%s is still found at %s", name, p)
-		}
-	}
-	return hidden
-}
-
 // The demo end to end, on a machine without ip, nft, bridge or ping (the
 // test runs itself again in a private mount namespace that hides them):
 // cold apply, hot attach handled by the daemon, the move between two
@@ -110,7 +86,7 @@ func TestDemoEndToEnd(t *testing.T) {
 		}
 		return
 	}
-	t.Logf("hidden: %v", hideTools(t))
+	t.Logf("hidden: %v", nsutil.HideTools(t, "ip", "nft", "bridge", "ping"))
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, demo, "--ec2net", ec2net)

@@ -2,9 +2,12 @@ package nsutil
 
 import (
 	"os"
+	"os/exec"
+	"path/filepath"
 	"testing"
 
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // RequireRoot skips a test that needs CAP_NET_ADMIN when not root, except
@@ -38,4 +41,32 @@ func NewTestNS(t testing.TB, prefix string) (string, netns.NsHandle) {
 		}
 	})
 	return name, h
+}
+
+// HideTools covers every copy of the named binaries on PATH (and in the
+// usual sbin and bin directories) with /dev/null, which is not executable,
+// and fails t unless exec.LookPath then finds none. Call it only in a
+// process that unshared its mount namespace (a test that re-executes itself
+// with CLONE_NEWNS): the bind mounts would otherwise hide them host-wide.
+// It returns the paths it covered.
+func HideTools(t testing.TB, names ...string) []string {
+	t.Helper()
+	var hidden []string
+	dirs := append(filepath.SplitList(os.Getenv("PATH")), "/usr/sbin", "/usr/bin", "/sbin", "/bin")
+	for _, name := range names {
+		for _, d := range dirs {
+			p := filepath.Join(d, name)
+			if fi, err := os.Stat(p); err != nil || !fi.Mode().IsRegular() {
+				continue
+			}
+			if err := unix.Mount("/dev/null", p, "", unix.MS_BIND, ""); err != nil {
+				t.Fatalf("hide %s: %v", p, err)
+			}
+			hidden = append(hidden, p)
+		}
+		if p, err := exec.LookPath(name); err == nil {
+			t.Fatalf("%s is still found at %s", name, p)
+		}
+	}
+	return hidden
 }

@@ -92,47 +92,22 @@ func DecodeAddr(m []byte) (Addr, bool) {
 	return a, true
 }
 
-// DecodeRoute decodes an RTM_NEWROUTE body; cached clones are skipped.
+// DecodeRoute decodes an RTM_NEWROUTE body of a dump; cached clones are
+// skipped. The attributes are read as for a lookup's answer (one decoder
+// for both), the preferred source becoming Src.
 func DecodeRoute(m []byte) (Route, bool) {
-	if len(m) < unix.SizeofRtMsg {
+	if len(m) < unix.SizeofRtMsg || binary.NativeEndian.Uint32(m[8:12])&unix.RTM_F_CLONED != 0 {
 		return Route{}, false
 	}
-	r := Route{Family: family46(m[0]), Table: int(m[4]), Proto: int(m[5]), Scope: int(m[6]), Type: int(m[7]), TOS: int(m[3])}
-	if r.Family == 0 || binary.NativeEndian.Uint32(m[8:12])&unix.RTM_F_CLONED != 0 {
+	a, ok := DecodeRouteAnswer(m)
+	if !ok {
 		return Route{}, false
 	}
-	dstLen := int(m[1])
-	var dst netip.Addr
-	Attrs(m[unix.SizeofRtMsg:], func(t uint16, v []byte) {
-		switch t {
-		case unix.RTA_DST:
-			dst = ipFrom(v)
-		case unix.RTA_GATEWAY:
-			r.Gw = ipFrom(v)
-		case unix.RTA_PREFSRC:
-			r.Src = ipFrom(v)
-		case unix.RTA_OIF:
-			r.OIF = int(u32(v))
-		case unix.RTA_PRIORITY:
-			r.Metric = int(u32(v))
-		case unix.RTA_TABLE:
-			r.Table = int(u32(v))
-		case unix.RTA_MULTIPATH:
-			r.Multipath = true
-		}
-	})
-	if !dst.IsValid() || family46(familyOf(dst)) != r.Family {
-		if r.Family == 4 {
-			dst = netip.IPv4Unspecified()
-		} else {
-			dst = netip.IPv6Unspecified()
-		}
-	}
-	if dstLen > dst.BitLen() {
-		return Route{}, false
-	}
-	r.Dst = netip.PrefixFrom(dst, dstLen)
-	return r, true
+	return Route{
+		Family: a.Family, Table: a.Table, Type: a.Type, Scope: a.Scope, Proto: a.Proto,
+		Metric: a.Metric, TOS: int(m[3]), OIF: a.OIF, Dst: a.Dst, Gw: a.Gw, Src: a.PrefSrc,
+		Multipath: a.Multipath,
+	}, true
 }
 
 const sizeofFibRuleHdr = 12
