@@ -119,10 +119,7 @@ func (t *Tracker) Filter(snap *imds.Snapshot) *imds.Snapshot {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	taken := snap.Taken
-	if taken.IsZero() {
-		taken = time.Now()
-	}
+	taken := takenAt(snap)
 	out := *snap
 	out.ENIs = make([]imds.ENI, len(snap.ENIs))
 	for i, eni := range snap.ENIs {
@@ -216,10 +213,7 @@ func sortedKeys(m map[netip.Prefix]*miss) []netip.Prefix {
 func (t *Tracker) Hold(snap *imds.Snapshot, items map[string][]netip.Prefix) *imds.Snapshot {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	taken := snap.Taken
-	if taken.IsZero() {
-		taken = time.Now()
-	}
+	taken := takenAt(snap)
 	out := *snap
 	out.ENIs = slices.Clone(snap.ENIs)
 	for i := range out.ENIs {
@@ -246,4 +240,13 @@ func (t *Tracker) Hold(snap *imds.Snapshot, items map[string][]netip.Prefix) *im
 		}
 	}
 	return &out
+}
+
+// takenAt is when snap was read; a snapshot built without a time (tests,
+// hand-made ones) counts as read now.
+func takenAt(snap *imds.Snapshot) time.Time {
+	if snap.Taken.IsZero() {
+		return time.Now()
+	}
+	return snap.Taken
 }
