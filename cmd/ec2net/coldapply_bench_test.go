@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"net/http"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -111,23 +109,15 @@ func newColdBed(b *testing.B) *coldBed {
 	must(b, vpc.AddSubnet(subnetA, subnetA6))
 	must(b, vpc.LaunchPrimary(vpcsim.ENISpec{Name: "eth0", MAC: "02:ec:20:00:cc:00", ID: "eni-0c0000000000000c00",
 		SubnetIPv4: subnetA, IPv4: vpcsim.Addrs("100.64.1.10")}))
-	for k := range 5 {
-		must(b, vpc.AddSubnet(netip.MustParsePrefix(fmt.Sprintf("100.64.%d.0/24", 16+k)),
-			netip.MustParsePrefix(fmt.Sprintf("2001:db8:0:%x::/64", 0x10+k))))
+	subnets, enis, err := vpcsim.LargeENIs(0xcc, 15, 50, 50)
+	must(b, err)
+	for _, s := range subnets {
+		must(b, vpc.AddSubnet(s.IPv4, s.IPv6))
 	}
-	for i := 1; i <= 15; i++ {
-		k, j := (i-1)/3, (i-1)%3
-		e := vpcsim.ENISpec{Name: fmt.Sprintf("eth%d", i), MAC: fmt.Sprintf("02:ec:20:00:cc:%02x", i),
-			ID: fmt.Sprintf("eni-0c0000000000000c%02x", i), Device: i,
-			SubnetIPv4: netip.MustParsePrefix(fmt.Sprintf("100.64.%d.0/24", 16+k)),
-			SubnetIPv6: netip.MustParsePrefix(fmt.Sprintf("2001:db8:0:%x::/64", 0x10+k))}
-		for a := range 50 {
-			e.IPv4 = append(e.IPv4, netip.AddrFrom4([4]byte{100, 64, byte(16 + k), byte(10 + 50*j + a)}))
-			e.IPv6 = append(e.IPv6, netip.MustParseAddr(fmt.Sprintf("2001:db8:0:%x::%x:%x", 0x10+k, i, 0x10+a)))
-		}
+	for _, e := range enis {
 		must(b, vpc.Attach(e))
-		cb.enis = append(cb.enis, e)
 	}
+	cb.enis = enis
 	return cb
 }
 
