@@ -37,8 +37,8 @@ import (
 // configured.
 //
 // The quiet IMDS request rate with and without demand reads is measured
-// at the same 4 s refresh over 12 s (must be the same: stray packets are
-// the only trigger), and the reads a flood of stray packets (200 per
+// at the same 4 s refresh over three refresh periods (must be the same:
+// stray packets are the only trigger), and the reads a flood of stray packets (200 per
 // second for 7 s, for an address the VPC delivers but IMDS does not list)
 // costs at the default refresh.
 func BenchmarkNewAddressDemand(b *testing.B) {
@@ -46,7 +46,7 @@ func BenchmarkNewAddressDemand(b *testing.B) {
 	inst := vpc.DefaultInstance()
 	must(b, vpc.Attach(eth1))
 	listenWildcard(b, vpc, 7878)
-	n, nAnchor := samples(b, 8), samples(b, 8)
+	n, nAnchor := samples(b, 10), samples(b, 8)
 	next := newAddrs()
 
 	// Demand reads on, the default refresh.
@@ -107,10 +107,11 @@ func BenchmarkNewAddressDemand(b *testing.B) {
 		waits = append(waits, w)
 		anchorConnect = append(anchorConnect, synAttemptAfter(w))
 	}
-	quietOff := quietRate(b, ha, 12*time.Second)
+	quietOff, perReadOff := quietRate(b, vpc, anchorRefresh)
 	ha.stop()
 	hq := startOn(b, vpc, inst, func(c *config.Config) { c.RefreshInterval = anchorRefresh }, nil)
-	quietOn := quietRate(b, hq, 12*time.Second)
+	quietOn, perReadOn := quietRate(b, vpc, anchorRefresh)
+	hq.stop()
 
 	b.ReportMetric(pct(connect, 0.50)/1000, "p50-s")
 	b.ReportMetric(pct(connect, 0.99)/1000, "p99-s")
@@ -123,6 +124,8 @@ func BenchmarkNewAddressDemand(b *testing.B) {
 	b.ReportMetric(second.Seconds(), "second-1s-later-s")
 	b.ReportMetric(quietOn, "quiet-req/s")
 	b.ReportMetric(quietOff, "anchor-quiet-req/s")
+	b.ReportMetric(perReadOn, "quiet-req/read")
+	b.ReportMetric(perReadOff, "anchor-quiet-req/read")
 	b.ReportMetric(float64(floodReads), "flood-reads/7s")
 	b.ReportMetric(float64(floodReqs), "flood-req/7s")
 	b.ReportMetric(float64(sent), "flood-pkts")
@@ -267,18 +270,44 @@ func flood(b *testing.B, vpc *vpcsim.VPC, a netip.Addr, d time.Duration) (int, i
 	return vpc.IMDS.Requests(listing), vpc.IMDS.TotalRequests(), sent
 }
 
-// quietRate is the daemon's IMDS requests per second over window with
-// nothing changing.
-func quietRate(b *testing.B, h *harness, window time.Duration) float64 {
-	eventually(b, 10*time.Second, "daemon settled", func() error {
-		if h.client.Stats().Requests == 0 {
-			return fmt.Errorf("no read yet")
-		}
-		return nil
-	})
-	before := h.client.Stats().Requests
-	time.Sleep(window) // the measurement window itself
-	return float64(h.client.Stats().Requests-before) / window.Seconds()
+// quietRate is the daemon's IMDS requests per second with nothing
+// changing, over three whole refresh periods (the requests of three
+// refreshes divided by the time from the start of the one before them to
+// the start of the last; exactly three reads, or it fails), and per
+// read. The daemon must be the only reader of vpc's IMDS.
+func quietRate(b *testing.B, vpc *vpcsim.VPC, period time.Duration) (perSecond, perRead float64) {
+	listing := "/latest/meta-data/network/interfaces/macs/"
+	// refreshed waits for a read after the after-th listing request to
+	// start and finish; returns the listing count, all requests so far and
+	// when the read started (within 20 ms).
+	refreshed := func(after int) (int, int, time.Time) {
+		var n int
+		eventually(b, 4*period, "a refresh", func() error {
+			if n = vpc.IMDS.Requests(listing); n <= after {
+				return fmt.Errorf("%d listing requests", n)
+			}
+			return nil
+		})
+		began := time.Now()
+		last, since := -1, time.Now()
+		eventually(b, period, "the refresh done", func() error {
+			if t := vpc.IMDS.TotalRequests(); t != last {
+				last, since = t, time.Now()
+			}
+			if time.Since(since) < 100*time.Millisecond {
+				return fmt.Errorf("still reading")
+			}
+			return nil
+		})
+		return n, last, began
+	}
+	n0, _, _ := refreshed(vpc.IMDS.Requests(listing))
+	n1, t1, start := refreshed(n0)
+	n2, t2, end := refreshed(n1 + 2)
+	if n2 != n1+3 {
+		b.Fatalf("%d reads in three refresh periods", n2-n1)
+	}
+	return float64(t2-t1) / end.Sub(start).Seconds(), float64(t2-t1) / 3
 }
 
 // BenchmarkNewIPv6AddressIPv4OnlyPrimary measures where the demand read

@@ -165,10 +165,10 @@ func (m *moveBed) leftovers(inst *vpcsim.Instance) []string {
 // B→A, and so on; after each move the old instance must hold nothing of
 // it (TestMoveLeavesTheOldInstanceClean checks everything else).
 //
-// make bench runs it with -benchtime 1x: 20 moves (EC2NET_BENCH_SAMPLES).
+// make bench runs it with -benchtime 1x: 30 moves (EC2NET_BENCH_SAMPLES).
 func BenchmarkMove(b *testing.B) {
 	m := newMoveBed(b, "bmmove", nil)
-	n := samples(b, 20)
+	n := samples(b, 30)
 	var overL, afterComplete []time.Duration
 	from, to := m.a, m.b
 	b.ResetTimer()
