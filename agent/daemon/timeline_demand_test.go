@@ -38,50 +38,24 @@ import (
 //
 // The quiet IMDS request rate with and without demand reads is measured
 // at the same 4 s refresh over three refresh periods (must be the same:
-// stray packets are the only trigger), and the reads a flood of stray packets (200 per
-// second for 7 s, for an address the VPC delivers but IMDS does not list)
-// costs at the default refresh.
+// stray packets are the only trigger), and the reads a flood of stray
+// packets (200 per second for 7 s, for an address the VPC delivers but
+// IMDS does not list) costs at the default refresh. Also a second address
+// assigned 1 s after another.
 func BenchmarkNewAddressDemand(b *testing.B) {
 	vpc := newDualStackVPC(b, "bmdem")
 	inst := vpc.DefaultInstance()
 	must(b, vpc.Attach(eth1))
 	listenWildcard(b, vpc, 7878)
-	n, nAnchor := samples(b, 10), samples(b, 8)
 	next := newAddrs()
 
 	// Demand reads on, the default refresh.
 	h := startOn(b, vpc, inst, nil, nil)
 	eventually(b, 10*time.Second, "eth1 configured", h.allPass(allAddrs(eth1)))
-	// The daemon learns the counters' start value on its first poll
-	// (250 ms after it starts); a packet before that is not a rise.
-	time.Sleep(demandPoll + 250*time.Millisecond)
-	var connect, configured []time.Duration
 	b.ResetTimer()
-	for i := range n {
-		start := time.Now()
-		a := next(i%2 == 1)
-		c, s := assignAndConnect(b, vpc, h, a)
-		connect, configured = append(connect, c), append(configured, s)
-		b.StopTimer()
-		// Demand reads come at most every 2 s after the last one: one
-		// sample per 3.5 s, so each sees the mechanism as a lone
-		// assignment would, even if the previous one's read came late.
-		time.Sleep(time.Until(start.Add(3500 * time.Millisecond)))
-		b.StartTimer()
-	}
+	connect, configured := demandSamples(b, vpc, h, next, samples(b, 10))
 	b.StopTimer()
-	// A second address assigned 1 s after another (both connected to at
-	// once): its first packets fall in the 2 s that follow the first
-	// one's demand read.
-	firstDone := make(chan struct{})
-	first, secondAddr := next(false), next(false)
-	go func() {
-		defer close(firstDone)
-		_, _ = assignAndConnect(b, vpc, h, first)
-	}()
-	time.Sleep(time.Second) // the spacing under test
-	second, _ := assignAndConnect(b, vpc, h, secondAddr)
-	<-firstDone
+	second := secondAddress(b, vpc, h, next)
 	time.Sleep(3 * time.Second) // let the hold-off end before the flood
 	floodReads, floodReqs, sent := flood(b, vpc, next(false), 7*time.Second)
 	h.stop()
@@ -90,23 +64,7 @@ func BenchmarkNewAddressDemand(b *testing.B) {
 	const anchorRefresh = 4 * time.Second
 	ha := startOn(b, vpc, inst, func(c *config.Config) { c.RefreshInterval = anchorRefresh },
 		func(o *Options) { o.Counters = func() (uint64, bool, error) { return 0, false, nil } })
-	var waits, anchorConnect []time.Duration
-	for i := range nAnchor {
-		a := next(i%2 == 1)
-		// Assignments come at any phase of the refresh.
-		time.Sleep(rand.N(anchorRefresh))
-		assigned := time.Now()
-		assign(b, vpc, a)
-		eventually(b, 2*anchorRefresh, "address configured by the refresh", func() error {
-			if !slices.Contains(linkAddrs(ha.nl, eth1.MAC), a) {
-				return fmt.Errorf("%s not on eth1", a)
-			}
-			return nil
-		})
-		w := time.Since(assigned) * (60 * time.Second / anchorRefresh)
-		waits = append(waits, w)
-		anchorConnect = append(anchorConnect, synAttemptAfter(w))
-	}
+	waits, anchorConnect := refreshWaits(b, vpc, ha, next, samples(b, 8), anchorRefresh)
 	quietOff, perReadOff := quietRate(b, vpc, anchorRefresh)
 	ha.stop()
 	hq := startOn(b, vpc, inst, func(c *config.Config) { c.RefreshInterval = anchorRefresh }, nil)
@@ -131,6 +89,67 @@ func BenchmarkNewAddressDemand(b *testing.B) {
 	b.ReportMetric(float64(sent), "flood-pkts")
 	b.ReportMetric(float64(len(connect)), "samples")
 	b.ReportMetric(0, "ns/op")
+}
+
+// demandSamples assigns n new addresses one at a time, alternately IPv4
+// and IPv6, and connects to each at once: how long each connection took
+// and when each address appeared, from the first attempt.
+func demandSamples(b *testing.B, vpc *vpcsim.VPC, h *harness, next func(bool) netip.Addr, n int) (connect, configured []time.Duration) {
+	// The daemon learns the counters' start value on its first poll
+	// (250 ms after it starts); a packet before that is not a rise.
+	time.Sleep(demandPoll + 250*time.Millisecond)
+	for i := range n {
+		start := time.Now()
+		c, s := assignAndConnect(b, vpc, h, next(i%2 == 1))
+		connect, configured = append(connect, c), append(configured, s)
+		b.StopTimer()
+		// Demand reads come at most every 2 s after the last one: one
+		// sample per 3.5 s, so each sees the mechanism as a lone
+		// assignment would, even if the previous one's read came late.
+		time.Sleep(time.Until(start.Add(3500 * time.Millisecond)))
+		b.StartTimer()
+	}
+	return connect, configured
+}
+
+// secondAddress assigns an address and connects to it, and 1 s later
+// does the same with another: the second's first packets fall in the 2 s
+// that follow the first one's demand read. It returns how long the
+// second connection took.
+func secondAddress(b *testing.B, vpc *vpcsim.VPC, h *harness, next func(bool) netip.Addr) time.Duration {
+	firstDone := make(chan struct{})
+	first, secondAddr := next(false), next(false)
+	go func() {
+		defer close(firstDone)
+		_, _ = assignAndConnect(b, vpc, h, first)
+	}()
+	time.Sleep(time.Second) // the spacing under test
+	second, _ := assignAndConnect(b, vpc, h, secondAddr)
+	<-firstDone
+	return second
+}
+
+// refreshWaits assigns n addresses, each at a random phase of the
+// refresh, to a daemon without demand reads, and returns how long each
+// took to appear on the link scaled to a 60 s refresh, and when a
+// connection attempted at the assignment would then succeed.
+func refreshWaits(b *testing.B, vpc *vpcsim.VPC, h *harness, next func(bool) netip.Addr, n int, refresh time.Duration) (waits, connect []time.Duration) {
+	for i := range n {
+		a := next(i%2 == 1)
+		time.Sleep(rand.N(refresh)) // assignments come at any phase of the refresh
+		assigned := time.Now()
+		assign(b, vpc, a)
+		eventually(b, 2*refresh, "address configured by the refresh", func() error {
+			if !slices.Contains(linkAddrs(h.nl, eth1.MAC), a) {
+				return fmt.Errorf("%s not on eth1", a)
+			}
+			return nil
+		})
+		w := time.Since(assigned) * (60 * time.Second / refresh)
+		waits = append(waits, w)
+		connect = append(connect, synAttemptAfter(w))
+	}
+	return waits, connect
 }
 
 // newDualStackVPC is newVPC with an IPv6 address on the primary ENI and

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ec2net/ec2net/agent/config"
+	"github.com/ec2net/ec2net/agent/vpcsim"
 )
 
 // Issue 14, timeline 1: propagation lag after a hot attach. IMDS lists a
@@ -45,6 +46,22 @@ func (c pendingCost) rate(v float64) float64 {
 	return v / c.seconds
 }
 
+// propBed is what every sample of benchPropagation uses.
+type propBed struct {
+	vpc  *vpcsim.VPC
+	inst *vpcsim.Instance
+	h    *harness
+	pc   *portCounter // ec2net's port 80, the anchor's 8080
+	spec vpcsim.ENISpec
+}
+
+// propSample is one hot attach: ec2net's and the anchor's latencies
+// from the moment IMDS completed, and their costs while pending.
+type propSample struct {
+	lat, anchorLat time.Duration
+	ec, poll, an   pendingCost
+}
+
 func benchPropagation(b *testing.B, lag time.Duration, def int) {
 	vpc := newVPC(b, "bmprop")
 	inst := vpc.DefaultInstance()
@@ -54,10 +71,8 @@ func benchPropagation(b *testing.B, lag time.Duration, def int) {
 	// then counted apart from ec2net's on port 80).
 	_, err = vpc.IMDS.StartInNetNS(vpc.Router, "169.254.169.254:8080")
 	must(b, err)
-	pc := countPorts(b, router, 80, 8080)
-	h := startOn(b, vpc, inst, func(c *config.Config) { c.RefreshInterval = time.Hour }, nil)
-	spec := eth1
-	addrs := allAddrs(spec)
+	pb := &propBed{vpc: vpc, inst: inst, pc: countPorts(b, router, 80, 8080), spec: eth1,
+		h: startOn(b, vpc, inst, func(c *config.Config) { c.RefreshInterval = time.Hour }, nil)}
 
 	n := samples(b, def)
 	var lat, anchorLat []time.Duration
@@ -67,75 +82,18 @@ func benchPropagation(b *testing.B, lag time.Duration, def int) {
 		// A lag of L plus up to 250 ms, so that IMDS completes at any
 		// phase of either poll loop (a whole number of poll intervals
 		// would measure one phase only).
-		l := lag + rand.N(250*time.Millisecond)
-		vpc.IMDS.SetPropagation(l)
-		vpc.IMDS.ResetCounters()
-		st0 := h.client.Stats()
-		p0, err := pc.packets()
-		must(b, err)
-		actx, cancel := context.WithTimeout(context.Background(), lag+10*time.Second)
-		anchor := make(chan anchorResult, 1)
-		go func() {
-			r, err := anchorPoll(actx, h.ns, "169.254.169.254:8080", spec.MAC)
-			if err != nil {
-				b.Errorf("anchor: %v", err)
-			}
-			anchor <- r
-		}()
-		must(b, vpc.Attach(spec))
-		// Attach announces the ENI to IMDS last: its window ends L later.
-		attached := time.Now()
-		complete := attached.Add(l)
-		// The polling alone: from half a second after the attach (the
-		// attach's own read is done) until IMDS completes.
-		time.Sleep(time.Until(attached.Add(500 * time.Millisecond)))
-		stPoll := h.client.Stats()
-		pPoll, err := pc.packets()
-		must(b, err)
-		time.Sleep(time.Until(complete)) // the measurement starts at a known moment
-		st1 := h.client.Stats()
-		p1, err := pc.packets()
-		must(b, err)
-		times, err := trafficTimes(inst, addrs, 10*time.Second)
-		if err != nil {
-			b.Fatalf("sample %d: %v", i, err)
-		}
-		lat = append(lat, lastOf(times).Sub(complete))
-		ar := <-anchor
-		cancel()
-		p2, err := pc.packets()
-		must(b, err)
-		anchorLat = append(anchorLat, ar.noticed.Sub(complete))
-		ec.requests += float64(st1.Requests - st0.Requests)
-		ec.conns += float64(st1.Connections - st0.Connections)
-		ec.packets += float64(p1[0] - p0[0])
-		ec.seconds += l.Seconds()
-		poll.requests += float64(st1.Requests - stPoll.Requests)
-		poll.conns += float64(st1.Connections - stPoll.Connections)
-		poll.packets += float64(p1[0] - pPoll[0])
-		poll.seconds += (l - 500*time.Millisecond).Seconds()
-		if os.Getenv("EC2NET_BENCH_DEBUG") != "" {
-			b.Logf("sample %d: L=%v ec2net %v anchor %v; ec2net %d requests while pending; IMDS saw %v", i, l, lat[i], anchorLat[i], st1.Requests-st0.Requests, vpc.IMDS.RequestCounts())
-		}
-		an.requests += float64(ar.requests)
-		an.conns += float64(ar.conns)
-		an.packets += float64(p2[1] - p0[1])
-		an.seconds += ar.ended.Sub(ar.started).Seconds()
+		s := pb.sample(b, lag+rand.N(250*time.Millisecond))
+		lat, anchorLat = append(lat, s.lat), append(anchorLat, s.anchorLat)
+		ec, poll, an = ec.add(s.ec), poll.add(s.poll), an.add(s.an)
 		if i == n-1 {
 			break // the last one stays attached for the idle check
 		}
 		b.StopTimer()
-		must(b, vpc.Detach(spec.MAC))
-		eventually(b, 5*time.Second, "detached ENI cleaned up", func() error {
-			if n := tableRules(h.ownedRules(), 10001); n != 0 {
-				return fmt.Errorf("%d rules left", n)
-			}
-			return nil
-		})
+		pb.detach(b)
 		b.StartTimer()
 	}
 	b.StopTimer()
-	idle := idleRequests(b, h, 3*time.Second)
+	idle := idleRequests(b, pb.h, 3*time.Second)
 
 	b.ReportMetric(pct(lat, 0.50), "p50-ms")
 	b.ReportMetric(pct(lat, 0.99), "p99-ms")
@@ -153,6 +111,72 @@ func benchPropagation(b *testing.B, lag time.Duration, def int) {
 	b.ReportMetric(float64(idle), "idle-req/3s")
 	b.ReportMetric(float64(len(lat)), "samples")
 	b.ReportMetric(0, "ns/op")
+}
+
+func (c pendingCost) add(o pendingCost) pendingCost {
+	return pendingCost{c.requests + o.requests, c.conns + o.conns, c.packets + o.packets, c.seconds + o.seconds}
+}
+
+// sample hot-attaches the ENI with IMDS propagating for l, the anchor
+// polling beside the daemon, and measures both once IMDS completes.
+func (pb *propBed) sample(b *testing.B, l time.Duration) propSample {
+	pb.vpc.IMDS.SetPropagation(l)
+	st0 := pb.h.client.Stats()
+	p0 := pb.packets(b)
+	actx, cancel := context.WithTimeout(context.Background(), l+10*time.Second)
+	defer cancel()
+	anchor := make(chan anchorResult, 1)
+	go func() {
+		r, err := anchorPoll(actx, pb.h.ns, "169.254.169.254:8080", pb.spec.MAC)
+		if err != nil {
+			b.Errorf("anchor: %v", err)
+		}
+		anchor <- r
+	}()
+	must(b, pb.vpc.Attach(pb.spec))
+	// Attach announces the ENI to IMDS last: its window ends l later.
+	attached := time.Now()
+	complete := attached.Add(l)
+	// The polling alone: from half a second after the attach (the
+	// attach's own read is done) until IMDS completes.
+	time.Sleep(time.Until(attached.Add(500 * time.Millisecond)))
+	stPoll, pPoll := pb.h.client.Stats(), pb.packets(b)
+	time.Sleep(time.Until(complete)) // the measurement starts at a known moment
+	st1, p1 := pb.h.client.Stats(), pb.packets(b)
+	times, err := trafficTimes(pb.inst, allAddrs(pb.spec), 10*time.Second)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ar := <-anchor
+	p2 := pb.packets(b)
+	s := propSample{lat: lastOf(times).Sub(complete), anchorLat: ar.noticed.Sub(complete),
+		ec: pendingCost{float64(st1.Requests - st0.Requests), float64(st1.Connections - st0.Connections),
+			float64(p1[0] - p0[0]), l.Seconds()},
+		poll: pendingCost{float64(st1.Requests - stPoll.Requests), float64(st1.Connections - stPoll.Connections),
+			float64(p1[0] - pPoll[0]), (l - 500*time.Millisecond).Seconds()},
+		an: pendingCost{float64(ar.requests), float64(ar.conns), float64(p2[1] - p0[1]), ar.ended.Sub(ar.started).Seconds()},
+	}
+	if os.Getenv("EC2NET_BENCH_DEBUG") != "" {
+		b.Logf("L=%v: ec2net %v, anchor %v; ec2net %d requests while pending", l, s.lat, s.anchorLat, st1.Requests-st0.Requests)
+	}
+	return s
+}
+
+func (pb *propBed) packets(b *testing.B) []uint64 {
+	p, err := pb.pc.packets()
+	must(b, err)
+	return p
+}
+
+// detach removes the ENI and waits until the daemon has removed its rules.
+func (pb *propBed) detach(b *testing.B) {
+	must(b, pb.vpc.Detach(pb.spec.MAC))
+	eventually(b, 5*time.Second, "detached ENI cleaned up", func() error {
+		if n := tableRules(pb.h.ownedRules(), 10001); n != 0 {
+			return fmt.Errorf("%d rules left", n)
+		}
+		return nil
+	})
 }
 
 // idleRequests waits until the daemon has made no IMDS request for 1.5 s
