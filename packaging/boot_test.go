@@ -59,43 +59,10 @@ const bootENIs, bootV4, bootV6 = 15, 50, 50
 func bootWithColdENIs(t testing.TB, deb, logLevel string) bootTimes {
 	nsutil.RequireRoot(t)
 	requireTools(t, "systemd-nspawn", "nsenter", "debootstrap")
-	root := overlayRoot(t)
-	mustRun(t, "dpkg", "--root="+root, "-i", deb) // enabled for first boot, not started
-	unitDir := filepath.Join(root, "etc/systemd/system")
-	must(t, os.WriteFile(filepath.Join(unitDir, "online-probe.service"), []byte(onlineProbe), 0o644))
-	must(t, os.MkdirAll(filepath.Join(unitDir, "multi-user.target.wants"), 0o755))
-	must(t, os.Symlink("/etc/systemd/system/online-probe.service", filepath.Join(unitDir, "multi-user.target.wants/online-probe.service")))
-	if logLevel != "" {
-		dropins := filepath.Join(root, "etc/ec2net/ec2net.conf.d")
-		must(t, os.MkdirAll(dropins, 0o755))
-		must(t, os.WriteFile(filepath.Join(dropins, "50-bench.conf"), []byte("log-level = "+logLevel+"\n"), 0o644))
-	}
-
-	vpc := vpcsim.NewForTestOptions(t, vpcsim.Options{Prefix: "ec2bt", Logf: func(string, ...any) {}})
-	must(t, vpc.AddSubnet(pkgSubnetA, pkgSubnetA6))
-	must(t, vpc.LaunchPrimary(pkgPrimary))
-	subnets, enis, err := vpcsim.LargeENIs(0xb7, bootENIs, bootV4, bootV6)
-	must(t, err)
-	for _, s := range subnets {
-		must(t, vpc.AddSubnet(s.IPv4, s.IPv6))
-	}
-	for _, e := range enis {
-		must(t, vpc.Attach(e))
-	}
-	// Every IMDS request, as CLOCK_MONOTONIC µs: the fake asks its clock
-	// on each one (tokens, propagation windows).
-	var mu sync.Mutex
-	var reqs []int64
-	vpc.IMDS.SetClock(func() time.Time {
-		mu.Lock()
-		reqs = append(reqs, monotonicMicros())
-		mu.Unlock()
-		return time.Now()
-	})
-
+	root := bootRoot(t, deb, logLevel)
+	vpc, requests := coldENIsVPC(t)
 	m := bootMachine(t, root, vpc.Instance)
-	var bt bootTimes
-	bt.enis, bt.addrs = bootENIs, bootENIs*(bootV4+bootV6)
+	bt := bootTimes{enis: bootENIs, addrs: bootENIs * (bootV4 + bootV6)}
 	prop := func(unit, p string) int64 {
 		v, err := strconv.ParseInt(m.unitProperty(unit, p), 10, 64)
 		if err != nil || v == 0 {
@@ -110,8 +77,7 @@ func bootWithColdENIs(t testing.TB, deb, logLevel string) bootTimes {
 	bt.ready = prop(unit, "ActiveEnterTimestampMonotonic")
 	bt.online = prop("network-online.target", "ActiveEnterTimestampMonotonic")
 	bt.probeStart = prop("online-probe.service", "ExecMainStartTimestampMonotonic")
-	mu.Lock()
-	for _, r := range reqs {
+	for _, r := range requests() {
 		if r >= bt.execStart && r <= bt.ready {
 			if bt.firstIMDS == 0 {
 				bt.firstIMDS = r
@@ -120,25 +86,80 @@ func bootWithColdENIs(t testing.TB, deb, logLevel string) bootTimes {
 			bt.imdsRequests++
 		}
 	}
-	mu.Unlock()
 	bt.probeRules = strings.Count(m.mustExec("cat /run/online-probe.rules"), "lookup 100")
 	bt.journalLines = strings.Count(m.mustExec("journalctl --no-pager -o cat -u "+unit), "\n")
 	bt.logged = firstLogLine(t, m)
+	bt.kernelRules = coldENIRules(t, vpc)
+	return bt
+}
+
+// bootRoot is an overlay of the cached Debian root with deb installed
+// (enabled for first boot, not started), the probe unit enabled and, if
+// logLevel is set, a configuration drop-in with it.
+func bootRoot(t testing.TB, deb, logLevel string) string {
+	root := overlayRoot(t)
+	mustRun(t, "dpkg", "--root="+root, "-i", deb)
+	unitDir := filepath.Join(root, "etc/systemd/system")
+	must(t, os.WriteFile(filepath.Join(unitDir, "online-probe.service"), []byte(onlineProbe), 0o644))
+	must(t, os.MkdirAll(filepath.Join(unitDir, "multi-user.target.wants"), 0o755))
+	must(t, os.Symlink("/etc/systemd/system/online-probe.service", filepath.Join(unitDir, "multi-user.target.wants/online-probe.service")))
+	if logLevel != "" {
+		dropins := filepath.Join(root, "etc/ec2net/ec2net.conf.d")
+		must(t, os.MkdirAll(dropins, 0o755))
+		must(t, os.WriteFile(filepath.Join(dropins, "50-bench.conf"), []byte("log-level = "+logLevel+"\n"), 0o644))
+	}
+	return root
+}
+
+// coldENIsVPC is an instance with its primary ENI and the large set of
+// secondary ENIs attached; requests returns the instants (CLOCK_MONOTONIC
+// µs) of the IMDS requests so far: the fake asks its clock on each one
+// (tokens, propagation windows).
+func coldENIsVPC(t testing.TB) (vpc *vpcsim.VPC, requests func() []int64) {
+	vpc = vpcsim.NewForTestOptions(t, vpcsim.Options{Prefix: "ec2bt", Logf: func(string, ...any) {}})
+	must(t, vpc.AddSubnet(pkgSubnetA, pkgSubnetA6))
+	must(t, vpc.LaunchPrimary(pkgPrimary))
+	subnets, enis, err := vpcsim.LargeENIs(0xb7, bootENIs, bootV4, bootV6)
+	must(t, err)
+	for _, s := range subnets {
+		must(t, vpc.AddSubnet(s.IPv4, s.IPv6))
+	}
+	for _, e := range enis {
+		must(t, vpc.Attach(e))
+	}
+	var mu sync.Mutex
+	var reqs []int64
+	vpc.IMDS.SetClock(func() time.Time {
+		mu.Lock()
+		reqs = append(reqs, monotonicMicros())
+		mu.Unlock()
+		return time.Now()
+	})
+	return vpc, func() []int64 {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(reqs)
+	}
+}
+
+// coldENIRules counts the rules of the cold-attached ENIs' tables.
+func coldENIRules(t testing.TB, vpc *vpcsim.VPC) int {
 	nsh, err := vpc.Handle(vpc.Instance)
 	must(t, err)
 	nl, err := netlink.NewHandleAt(nsh)
 	must(t, err)
 	defer nl.Close()
+	n := 0
 	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
 		rules, err := nl.RuleList(fam)
 		must(t, err)
 		for _, r := range rules {
 			if r.Table > 10000 && r.Table <= 10000+bootENIs {
-				bt.kernelRules++
+				n++
 			}
 		}
 	}
-	return bt
+	return n
 }
 
 // firstLogLine is when journald received ec2net's first line, "ec2net
