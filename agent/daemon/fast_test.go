@@ -28,12 +28,13 @@ type fakeIMDS struct {
 	reads int
 	gate  chan struct{}
 	fail  error
+	extra []imds.ENI // listed beside the primary
 }
 
 func (f *fakeIMDS) Snapshot(ctx context.Context) (*imds.Snapshot, error) {
 	f.mu.Lock()
 	f.reads++
-	gate, fail := f.gate, f.fail
+	gate, fail, extra := f.gate, f.fail, f.extra
 	f.mu.Unlock()
 	if gate != nil {
 		select {
@@ -45,8 +46,8 @@ func (f *fakeIMDS) Snapshot(ctx context.Context) (*imds.Snapshot, error) {
 	if fail != nil {
 		return nil, fail
 	}
-	return &imds.Snapshot{PrimaryMAC: "02:00:00:00:00:01", Taken: time.Now(), ENIs: []imds.ENI{
-		{MAC: "02:00:00:00:00:01", Primary: true, InterfaceID: "eni-01", State: imds.Complete}}}, nil
+	return &imds.Snapshot{PrimaryMAC: "02:00:00:00:00:01", Taken: time.Now(), ENIs: append([]imds.ENI{
+		{MAC: "02:00:00:00:00:01", Primary: true, InterfaceID: "eni-01", State: imds.Complete}}, extra...)}, nil
 }
 
 func (f *fakeIMDS) Settle(_ context.Context, s *imds.Snapshot, _ func(*imds.ENI) bool, _ time.Duration) *imds.Snapshot {
@@ -172,7 +173,10 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 // A burst of link events during a read causes one more read, not one per
 // event.
 func TestFastBurstOfLinkEventsCausesOneRead(t *testing.T) {
-	src := &fakeIMDS{gate: make(chan struct{})}
+	// The ENI is listed and complete: an unlisted MAC would add timed
+	// propagation re-reads, which are not what this test counts.
+	src := &fakeIMDS{gate: make(chan struct{}), extra: []imds.ENI{
+		{MAC: "02:00:00:00:00:02", InterfaceID: "eni-02", DeviceNumber: 1, State: imds.Complete}}}
 	ns := &fakeNS{}
 	b := startFast(t, src, ns)
 	waitUntil(t, "first read started", func() bool { return src.count() == 1 })
