@@ -16,8 +16,8 @@ import (
 // for the next refresh (a minute) before the host answers for it. But the
 // VPC delivers traffic for it at once, and the kernel counts every packet
 // it receives for an address that is not its own (InAddrErrors in
-// /proc/net/snmp and snmp6, when it does not forward). A rise of those
-// counters is evidence that an address was assigned: it triggers a read
+// /proc/net/snmp and snmp6, and Ip6InNoRoutes, when it does not forward).
+// A rise of those counters is evidence that an address was assigned: it triggers a read
 // of the ENIs with a link, at most one per demandMin, and twice as rarely
 // (up to demandMax) each time such a read finds nothing new, so a flood
 // of stray packets never costs more than that. Where the host forwards
@@ -40,6 +40,7 @@ type demand struct {
 	next     time.Time     // the earliest next demand read
 	interval time.Duration // between demand reads now
 	waiting  bool          // a demand read is under way
+	risen    bool          // the counters rose since the last demand read was asked for
 	off      bool
 }
 
@@ -56,12 +57,17 @@ func (d *demand) poll(now time.Time) bool {
 		d.primed = false
 		return false
 	}
-	rose := d.primed && n > d.last
+	if d.primed && n > d.last {
+		// Kept until a read can be asked for: a rise within the hold-off
+		// (a second address assigned a second after the first) is read
+		// when the hold-off ends, not when its sender next retransmits.
+		d.risen = true
+	}
 	d.last, d.primed = n, true
-	if !rose || d.waiting || now.Before(d.next) {
+	if !d.risen || d.waiting || now.Before(d.next) {
 		return false
 	}
-	d.waiting = true
+	d.risen, d.waiting = false, true
 	d.next = now.Add(d.interval)
 	return true
 }
@@ -74,6 +80,10 @@ func (d *demand) readDone(foundNew bool) {
 	}
 	d.waiting = false
 	if foundNew {
+		// What rose during the read was most likely the new address's
+		// own packets, sent before it was configured; a sender still
+		// unanswered retransmits and raises the counters again.
+		d.risen = false
 		d.interval = demandMin
 	} else {
 		d.interval = min(2*d.interval, demandMax)
@@ -128,14 +138,20 @@ func snmpStray(b []byte) (uint64, bool) {
 	return 0, false
 }
 
-// snmp6Stray returns Ip6InAddrErrors.
+// snmp6Stray returns Ip6InAddrErrors + Ip6InNoRoutes. The second counts
+// a packet for an address not local when the main table has no IPv6 route
+// to it (a host whose primary ENI is IPv4-only: ec2net's own routes are in
+// the ENI tables, selected by source). The kernel then also answers with
+// an ICMPv6 "no route", which makes the sender's first connect fail at
+// once; its retry, after the read this rise triggers, gets through.
 func snmp6Stray(b []byte) uint64 {
+	var n uint64
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	for sc.Scan() {
-		if f := strings.Fields(sc.Text()); len(f) == 2 && f[0] == "Ip6InAddrErrors" {
-			n, _ := strconv.ParseUint(f[1], 10, 64)
-			return n
+		if f := strings.Fields(sc.Text()); len(f) == 2 && (f[0] == "Ip6InAddrErrors" || f[0] == "Ip6InNoRoutes") {
+			v, _ := strconv.ParseUint(f[1], 10, 64)
+			n += v
 		}
 	}
-	return 0
+	return n
 }

@@ -53,7 +53,53 @@ func TestSNMPCounters(t *testing.T) {
 	if _, fwd := snmpStray([]byte("Ip: Forwarding InAddrErrors\nIp: 1 5\n")); !fwd {
 		t.Error("forwarding not seen")
 	}
-	if n := snmp6Stray([]byte("Ip6InReceives     	12\nIp6InAddrErrors   	4\n")); n != 4 {
-		t.Errorf("snmp6: %d", n)
+	if n := snmp6Stray([]byte("Ip6InReceives     	12\nIp6InAddrErrors   	4\nIp6InNoRoutes    	3\n")); n != 7 {
+		t.Errorf("snmp6: %d, want InAddrErrors + InNoRoutes = 7", n)
+	}
+}
+
+// A rise within the hold-off after a demand read (a second address
+// assigned a second after the first) is read as soon as the hold-off
+// ends, without waiting for another rise; what rose while a read that
+// found an address was under way is not read again.
+func TestDemandRiseInHoldOffIsReadWhenItEnds(t *testing.T) {
+	n := uint64(0)
+	d := newDemand(func() (uint64, bool, error) { return n, false, nil })
+	t0 := time.Unix(1000, 0)
+	d.poll(t0) // learns the counter
+	n++        // the first address's SYN
+	if !d.poll(t0.Add(demandPoll)) {
+		t.Fatal("no read on the first rise")
+	}
+	n++ // its retransmission, while the read is under way
+	d.poll(t0.Add(2 * demandPoll))
+	d.readDone(true)
+	n++ // the second address's SYN, a second after the first, within the hold-off
+	at := demandPoll + time.Second
+	if d.poll(t0.Add(at)) {
+		t.Fatal("read within the hold-off")
+	}
+	for at += demandPoll; at <= 2*demandMin; at += demandPoll {
+		if d.poll(t0.Add(at)) {
+			break
+		}
+	}
+	if want := demandPoll + demandMin; at != want {
+		t.Errorf("the rise within the hold-off was read at %v, want %v (when the hold-off ends)", at, want)
+	}
+	// Had the second SYN not come, the retransmission's rise during the
+	// read would have caused no read.
+	n2 := uint64(0)
+	d2 := newDemand(func() (uint64, bool, error) { return n2, false, nil })
+	d2.poll(t0)
+	n2++
+	d2.poll(t0.Add(demandPoll))
+	n2++
+	d2.poll(t0.Add(2 * demandPoll))
+	d2.readDone(true)
+	for at := 3 * demandPoll; at <= 3*demandMin; at += demandPoll {
+		if d2.poll(t0.Add(at)) {
+			t.Fatalf("read at %v for packets that rose during a read that found an address", at)
+		}
 	}
 }
