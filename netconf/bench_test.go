@@ -221,3 +221,21 @@ func BenchmarkReapplyNoChange(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(writes)/float64(b.N), "writes/op")
 }
+
+// BenchmarkPlanFromScratch is the compute half of a cold apply (kernel
+// read, desired state, diff) without the writes: what `ec2net plan` and
+// the evidence question before an apply cost on a fresh instance.
+func BenchmarkPlanFromScratch(b *testing.B) {
+	bd := benchBed(b)
+	r := bd.reconciler()
+	snap := benchSnapshot()
+	var changes int
+	for b.Loop() {
+		p, err := r.Plan(snap, cfg())
+		if err != nil {
+			b.Fatal(err)
+		}
+		changes = len(p.Changes)
+	}
+	b.ReportMetric(float64(changes), "changes/op")
+}

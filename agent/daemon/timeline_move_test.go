@@ -160,7 +160,7 @@ func (m *moveBed) leftovers(inst *vpcsim.Instance) []string {
 // router's check: the answer needs the new instance's addresses and
 // rules), minus the new instance's IMDS propagation lag L (goal ≤ 300 ms
 // over L), p50 and p99; and the part after IMDS completes. L is 1 s plus
-// up to 250 ms at random (any phase of the 200 ms peek); the old
+// up to 250 ms at random (any phase of the 150 ms peek); the old
 // instance's IMDS keeps listing the ENI for 2 s. The ENI moves A→B, then
 // B→A, and so on; after each move the old instance must hold nothing of
 // it (TestMoveLeavesTheOldInstanceClean checks everything else).

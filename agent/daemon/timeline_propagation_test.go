@@ -14,7 +14,7 @@ import (
 
 // Issue 14, timeline 1: propagation lag after a hot attach. IMDS lists a
 // new ENI at once but serves device-number 0 for the lag L; ec2net peeks
-// at that one key every 200 ms over its kept-alive connection. Measured:
+// at that one key every 150 ms over its kept-alive connection. Measured:
 // from the moment IMDS completes (the attach plus L) until every address
 // of the ENI carries traffic (TCP from each address through the router's
 // source/destination check), p50 and p99; goal p99 ≤ 300 ms. Beside it, in

@@ -119,7 +119,7 @@ func BenchmarkColdSnapshot15x100(b *testing.B) {
 
 // BenchmarkSettleAfterPropagation measures how long after IMDS completes
 // a hot-attached ENI (its propagation window of 300 ms ends) Settle
-// returns it Complete, at the default 200 ms poll interval, and the
+// returns it Complete, at the default 150 ms poll interval, and the
 // requests that cost. The anchor is amazon-ec2-net-utils' 100 ms poll.
 func BenchmarkSettleAfterPropagation(b *testing.B) {
 	s := instance(1)

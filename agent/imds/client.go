@@ -72,7 +72,7 @@ type Options struct {
 	// more. Negative: no such bound.
 	FirstContact time.Duration
 	// PollInterval is how often Settle peeks at the key a pending ENI
-	// waits on. Default DefaultPollInterval (200 ms).
+	// waits on. Default DefaultPollInterval (150 ms).
 	PollInterval time.Duration
 }
 

@@ -6,7 +6,7 @@ import (
 )
 
 // DefaultPollInterval is how often Settle peeks at a pending ENI.
-const DefaultPollInterval = 200 * time.Millisecond
+const DefaultPollInterval = 150 * time.Millisecond
 
 // Settle waits for the Pending ENIs of snap that want selects (nil: every
 // Pending ENI) to settle, and returns the latest snapshot: when none of
