@@ -366,11 +366,19 @@ func lastLine(s string) string {
 // configured eth0 inside the instance, as on EC2.
 func (b *cellBed) waitPrimary(t *testing.T, timeout time.Duration) {
 	t.Helper()
+	// A default route per family, through eth0 or not: with a DHCP client
+	// per ENI (ifupdown) the secondary's lease can win the race for the
+	// main table's default, and eth0's client then never adds its own.
+	// That is the manager's outcome, which the cell's observations record
+	// (badDefaults), not a bed that failed to come up.
 	waitFor(t, timeout, "eth0 configured by the manager from the VPC's DHCP", func() (bool, string) {
 		v4, v6 := hasUsableAddr(b.nl, cxPrimary.IPv4[0]), hasUsableAddr(b.nl, cxPrimary.IPv6[0])
-		d4, d6 := b.defaultVia("eth0", netlink.FAMILY_V4), b.defaultVia("eth0", netlink.FAMILY_V6)
-		return v4 && v6 && d4 >= 0 && d6 >= 0, fmt.Sprintf("IPv4 %v IPv6 %v default4 %v default6 %v; DHCP %+v", v4, v6, d4 >= 0, d6 >= 0, b.dhcp.Stats())
+		d4, d6 := len(b.defaults(netlink.FAMILY_V4)) > 0, len(b.defaults(netlink.FAMILY_V6)) > 0
+		return v4 && v6 && d4 && d6, fmt.Sprintf("IPv4 %v IPv6 %v default4 %v default6 %v; DHCP %+v", v4, v6, d4, d6, b.dhcp.Stats())
 	})
+	if bad := b.badDefaults(); len(bad) > 0 {
+		t.Logf("the manager's default route is not through eth0: %v", bad)
+	}
 }
 
 // waitConfigured waits until ec2net has a rule for every address of e.
