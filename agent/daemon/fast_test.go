@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -29,12 +30,31 @@ type fakeIMDS struct {
 	gate  chan struct{}
 	fail  error
 	extra []imds.ENI // listed beside the primary
+	// fast: reads of exactly these ENIs pass the gate (a new ENI's read
+	// beside a refresh that the gate holds up).
+	fast []string
+	// late: listed from the second read that passes the gate on (IMDS
+	// lists a new ENI a moment after its link appears).
+	late      *imds.ENI
+	lateReads int
 }
 
 func (f *fakeIMDS) Snapshot(ctx context.Context) (*imds.Snapshot, error) {
+	return f.read(ctx, nil)
+}
+
+func (f *fakeIMDS) read(ctx context.Context, macs []string) (*imds.Snapshot, error) {
 	f.mu.Lock()
 	f.reads++
 	gate, fail, extra := f.gate, f.fail, f.extra
+	if f.fast != nil && slices.Equal(macs, f.fast) {
+		gate = nil
+	}
+	if f.late != nil && gate == nil {
+		if f.lateReads++; f.lateReads > 1 {
+			extra = append(slices.Clone(extra), *f.late)
+		}
+	}
 	f.mu.Unlock()
 	if gate != nil {
 		select {
@@ -54,8 +74,8 @@ func (f *fakeIMDS) Settle(_ context.Context, s *imds.Snapshot, _ func(*imds.ENI)
 	return s
 }
 
-func (f *fakeIMDS) ReadENIs(ctx context.Context, _ *imds.Snapshot, _ []string) (*imds.Snapshot, error) {
-	return f.Snapshot(ctx)
+func (f *fakeIMDS) ReadENIs(ctx context.Context, _ *imds.Snapshot, macs []string) (*imds.Snapshot, error) {
+	return f.read(ctx, macs)
 }
 
 func (f *fakeIMDS) Peek(context.Context, *imds.ENI) (bool, error) { return false, nil }
@@ -319,4 +339,37 @@ func TestFastMergeKeepsTheFreshestRead(t *testing.T) {
 	if raw.ENI(b1.MAC) != nil || raw.ENI(a1.MAC) == nil {
 		t.Errorf("after a listing without b: %+v", raw.ENIs)
 	}
+}
+
+// A link appears while a refresh is held up (a trickling key) and IMDS
+// lists its ENI only at the second read: the re-read of the unlisted link
+// runs beside the refresh, as the attach's own read did, instead of
+// queueing behind it.
+func TestFastUnlistedLinkIsReReadBesideASlowRefresh(t *testing.T) {
+	const mac = "02:00:00:00:00:03"
+	src := &fakeIMDS{}
+	ns := &fakeNS{}
+	b := startFast(t, src, ns)
+	waitUntil(t, "first apply", func() bool { return ns.count() == 1 })
+	src.mu.Lock()
+	src.gate, src.fast = make(chan struct{}), []string{mac}
+	src.late = &imds.ENI{MAC: mac, InterfaceID: "eni-03", DeviceNumber: 2, State: imds.Complete}
+	src.mu.Unlock()
+	defer close(src.gate)
+	b.sigs <- sighup // the refresh the gate holds
+	waitUntil(t, "the refresh under way", func() bool { return src.count() == 2 })
+	ns.mu.Lock()
+	ns.links = append(ns.links, plan.LinkInfo{Index: 3, Name: "eth2", MAC: mac})
+	ns.mu.Unlock()
+	signalOne(b.ev.links)
+	waitUntil(t, "an apply with the new ENI while the refresh is held", func() bool {
+		ns.mu.Lock()
+		defer ns.mu.Unlock()
+		for _, s := range ns.snaps {
+			if s.ENI(mac) != nil {
+				return true
+			}
+		}
+		return false
+	})
 }

@@ -131,7 +131,7 @@ func (l *loop) run(ctx context.Context, ev Events) error {
 		case <-l.retry.C:
 			l.requestRead(ctx, l.retryReq)
 		case <-l.poll.C:
-			l.requestRead(ctx, readReq{peek: true})
+			l.requestRead(ctx, readReq{peek: true, attach: true}) // pending ENIs: beside a slow refresh
 		case now := <-demandTick.C:
 			if l.last != nil && l.demand.poll(now) {
 				l.requestRead(ctx, readReq{macs: l.links.linkedMACs(l.raw), demand: true})

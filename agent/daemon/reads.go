@@ -258,7 +258,10 @@ func (l *loop) scheduleReads(raw *imds.Snapshot, now time.Time) {
 	}
 	blind = append(blind, l.links.unlisted(raw, now)...)
 	if len(blind) > 0 {
-		l.retryReq = readReq{macs: blind}
+		// New ENIs (a link IMDS does not list yet, an ENI still
+		// propagating): like the attach's own read, they may run beside
+		// a slow refresh rather than queue behind it.
+		l.retryReq = readReq{macs: blind, attach: true}
 		arm(l.retry, l.reads.pending.Next())
 		return
 	}
