@@ -2,14 +2,24 @@ package netconf
 
 import (
 	"fmt"
-	"regexp"
 
 	"github.com/ec2net/ec2net/netconf/internal/rtnl"
 	"golang.org/x/sys/unix"
 )
 
-// podVeth is how the Amazon VPC CNI names the host end of a pod's veth.
-var podVeth = regexp.MustCompile(`^eni[0-9a-f]{11}$`)
+// IsPodVeth reports whether a link name is how the Amazon VPC CNI names
+// the host end of a pod's veth: "eni" and 11 lowercase hex digits.
+func IsPodVeth(name string) bool {
+	if len(name) != 14 || name[:3] != "eni" {
+		return false
+	}
+	for _, c := range name[3:] {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
 
 // VPCCNISigns lists what in the kernel says the Amazon VPC CNI hands
 // this host's ENI addresses to pods: its per-pod rules ("to <pod> lookup
@@ -42,7 +52,7 @@ func (r *Reconciler) VPCCNISigns() ([]string, error) {
 		return nil, err
 	}
 	for _, l := range links {
-		if podVeth.MatchString(l.Name) {
+		if IsPodVeth(l.Name) {
 			signs = append(signs, "pod veth "+l.Name)
 			break
 		}

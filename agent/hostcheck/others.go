@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+
+	"github.com/ec2net/ec2net/netconf"
 )
 
 // ifupdown: an `auto`/`allow-hotplug`/`iface` stanza for a secondary ENI
@@ -140,9 +142,6 @@ func (h *Host) cloudInitOff() bool {
 	return false
 }
 
-// podVeth is the name the VPC CNI gives a pod's host-side veth.
-var podVeth = regexp.MustCompile(`^eni[0-9a-f]{11}$`)
-
 // The VPC CNI (EKS) hands secondary addresses of the ENIs to pods: ec2net
 // putting them on the host captures the pods' traffic.
 func vpcCNI(h *Host) []Finding {
@@ -157,7 +156,7 @@ func vpcCNI(h *Host) []Finding {
 	}
 	veths := 0
 	for _, n := range h.LinkNames {
-		if podVeth.MatchString(n) {
+		if netconf.IsPodVeth(n) {
 			veths++
 		}
 	}

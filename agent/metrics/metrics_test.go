@@ -167,3 +167,35 @@ func TestServeMetrics(t *testing.T) {
 		t.Errorf("served repairs %v:\n%s", v, b)
 	}
 }
+
+// The hand-written format as Prometheus reads it: histogram buckets are
+// cumulative with inclusive upper bounds, and label values and help
+// texts with quotes, backslashes and newlines come back as they were.
+func TestTextFormatEdgesParse(t *testing.T) {
+	version := "v1 \"quoted\" back\\slash\nnewline"
+	m := New(version, time.Unix(1, 0), nil)
+	for _, d := range []time.Duration{500 * time.Microsecond, 3 * time.Millisecond, 10 * time.Second} {
+		m.ObserveIMDS(d)
+	}
+	b, err := m.Text()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mfs := parse(t, b)
+	if v := value(t, mfs, "ec2net_build_info", "version", version); v != 1 {
+		t.Errorf("build info with an awkward version: %v\n%s", v, b)
+	}
+	h := mfs["ec2net_imds_request_duration_seconds"].GetMetric()[0].GetHistogram()
+	want := map[float64]uint64{0.0005: 1, 0.001: 1, 0.0025: 1, 0.005: 2, 2.5: 2}
+	for _, bk := range h.GetBucket() {
+		if w, ok := want[bk.GetUpperBound()]; ok && bk.GetCumulativeCount() != w {
+			t.Errorf("bucket le=%v holds %d, want %d", bk.GetUpperBound(), bk.GetCumulativeCount(), w)
+		}
+	}
+	if h.GetSampleCount() != 3 || h.GetSampleSum() < 10.0035 || h.GetSampleSum() > 10.0036 {
+		t.Errorf("count %d sum %v", h.GetSampleCount(), h.GetSampleSum())
+	}
+	if _, ok := mfs["ec2net_imds_requests_total"]; ok {
+		t.Errorf("IMDS request counts exported without a source of them")
+	}
+}
