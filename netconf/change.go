@@ -99,9 +99,9 @@ type Change struct {
 // addresses), then link settings, addresses, routes and rules, so that
 // every object exists before what needs it and nothing we delete is
 // still needed by what we delete next.
-func (c Change) phase() int {
+func (c *Change) phase() int {
 	if c.Kind == KindLink && c.LinkSet.NoRA {
-		return -1 // before the link is up: no advertisement is ever taken
+		return -1 // before the link is up: no advertisement is ever taken (sortByPhase knows the range)
 	}
 	if c.Op == OpDel {
 		switch c.Kind {
@@ -128,7 +128,7 @@ func (c Change) phase() int {
 }
 
 // encode writes the change's request.
-func (c Change) encode(m *rtnl.Msg) {
+func (c *Change) encode(m *rtnl.Msg) {
 	switch c.Kind {
 	case KindLink:
 		switch s := c.LinkSet; {

@@ -3,6 +3,7 @@ package netconf
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/ec2net/ec2net/netconf/internal/rtnl"
 	"go.uber.org/zap"
@@ -16,17 +17,31 @@ func (r *Reconciler) execute(p *pass) (*Result, error) {
 	r.setSysctls(p)
 	r.writes += len(p.changes)
 	errs := r.w.Send(len(p.changes), func(i int, m *rtnl.Msg) { p.changes[i].encode(m) })
-	for i, c := range p.changes {
+	// Each ENI's Applied is sized once: a change is a large value, and a
+	// cold start makes thousands.
+	perMAC := map[string]int{}
+	for i := range p.changes {
+		perMAC[p.changes[i].MAC]++
+	}
+	for mac, n := range perMAC {
+		if res := p.result(mac); cap(res.Applied)-len(res.Applied) < n {
+			res.Applied = slices.Grow(res.Applied, n)
+		}
+	}
+	for i := range p.changes {
+		c := &p.changes[i]
 		res := p.result(c.MAC)
 		created, err := c.settle(errs[i])
 		if err != nil {
-			res.Failed = append(res.Failed, ChangeError{Change: c, Err: err})
+			res.Failed = append(res.Failed, ChangeError{Change: *c, Err: err})
 			r.log.Warn("change failed", zap.String("mac", c.MAC), zap.Stringer("change", c), zap.Error(err))
 			continue
 		}
-		res.Applied = append(res.Applied, c)
-		p.owned.note(c, created)
-		r.log.Debug("applied", zap.String("mac", c.MAC), zap.Stringer("change", c))
+		res.Applied = append(res.Applied, *c)
+		p.owned.note(*c, created)
+		if ce := r.log.Check(zap.DebugLevel, "applied"); ce != nil {
+			ce.Write(zap.String("mac", c.MAC), zap.Stringer("change", c))
+		}
 	}
 	p.owned.settleIntents()
 	for _, mac := range p.forget {
@@ -122,5 +137,6 @@ func (r *Reconciler) commit(s *record) error {
 		return fmt.Errorf("netconf: write ownership record: %w", err)
 	}
 	r.owned = s.clone()
+	r.ownedBytes = b
 	return nil
 }

@@ -111,16 +111,17 @@ func (r *Reconciler) read(enis map[string]bool, mtuAuto bool) (*have, error) {
 	}
 	r.ruleBuf = h.rules
 	infos := make([]plan.LinkInfo, len(links))
-	h.ra = map[int]bool{}
+	var eniLinks []rtnl.Link
 	for i, l := range links {
 		infos[i] = plan.LinkInfo{Index: l.Index, Name: l.Name, MAC: l.MAC, MTU: l.MTU, Up: l.Up, AltNames: l.AltNames}
 		if enis[l.MAC] {
 			if mtuAuto {
 				infos[i].Driver = r.driver(l.Name)
 			}
-			h.ra[l.Index] = r.acceptsRA(l.Name)
+			eniLinks = append(eniLinks, l)
 		}
 	}
+	h.ra = r.acceptRA(eniLinks)
 	h.links = plan.IndexLinks(infos)
 	h.links.Addrs = make(map[int][]netip.Addr, len(h.addrs))
 	for index, as := range h.addrs {

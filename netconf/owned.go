@@ -131,14 +131,27 @@ func (s *record) encode() ([]byte, error) {
 
 // loadRecord reads the record; a missing file is an empty record.
 func loadRecord(dir string) (*record, error) {
-	b, err := os.ReadFile(filepath.Join(dir, recordFileName))
-	if os.IsNotExist(err) {
-		return newRecord(), nil
-	}
+	b, err := readRecord(dir)
 	if err != nil {
 		return nil, err
 	}
+	return decodeRecord(dir, b)
+}
+
+// readRecord returns the record file's bytes: nil when there is none.
+func readRecord(dir string) ([]byte, error) {
+	b, err := os.ReadFile(filepath.Join(dir, recordFileName))
+	if os.IsNotExist(err) {
+		return nil, nil
+	}
+	return b, err
+}
+
+func decodeRecord(dir string, b []byte) (*record, error) {
 	s := newRecord()
+	if b == nil {
+		return s, nil
+	}
 	if err := json.Unmarshal(b, s); err != nil {
 		return nil, fmt.Errorf("%s: %v", filepath.Join(dir, recordFileName), err)
 	}

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/ec2net/ec2net/netconf/internal/rtnl"
 	"github.com/ec2net/ec2net/netconf/nsutil"
 	"go.uber.org/zap"
 )
@@ -20,24 +21,32 @@ func acceptRAPath(link string) string {
 	return filepath.Join("/proc/sys/net/ipv6/conf", strings.ReplaceAll(link, ".", "/"), "accept_ra")
 }
 
-// acceptsRA reports whether the kernel takes router advertisements on the
-// link (accept_ra not 0); false when unknown or when ec2net cannot change
-// it anyway.
-func (r *Reconciler) acceptsRA(link string) bool {
-	if r.sysctlReadOnly {
-		return false
+// acceptRA reports, by link index, whether the kernel takes router
+// advertisements on each link (accept_ra not 0); false when unknown or
+// when ec2net cannot change it anyway. One entry into the namespace
+// reads them all.
+func (r *Reconciler) acceptRA(links []rtnl.Link) map[int]bool {
+	out := make(map[int]bool, len(links))
+	if r.sysctlReadOnly || len(links) == 0 {
+		return out
 	}
-	var b []byte
-	err := nsutil.Do(r.ns, func() (err error) {
-		b, err = os.ReadFile(acceptRAPath(link))
-		return err
+	failed := nsutil.Do(r.ns, func() error {
+		for _, l := range links {
+			b, err := os.ReadFile(acceptRAPath(l.Name))
+			if err != nil && !errors.Is(err, os.ErrNotExist) { // ENOENT: IPv6 off on the link
+				return err
+			}
+			out[l.Index] = err == nil && strings.TrimSpace(string(b)) != "0"
+		}
+		return nil
 	})
-	if err != nil && !errors.Is(err, os.ErrNotExist) { // ENOENT: IPv6 off on the link
+	if failed != nil {
 		r.sysctlReadOnly = true
 		r.log.Warn("cannot read accept_ra of secondary ENIs (/proc/sys hidden here): the kernel may learn default routes through them in main",
-			zap.Error(err))
+			zap.Error(failed))
+		return map[int]bool{}
 	}
-	return err == nil && strings.TrimSpace(string(b)) != "0"
+	return out
 }
 
 // writeNoRA sets accept_ra to 0. A read-only /proc/sys (a container, a

@@ -10,6 +10,7 @@ package converge
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"slices"
 	"time"
@@ -93,11 +94,17 @@ func (o *Outcome) Held() []netconf.ENIResult {
 func Once(ctx context.Context, src Source, tgt Target, o Options) (*Outcome, error) {
 	var signs []string
 	o.Config, signs = Resolve(o.Config, tgt)
+	out := &Outcome{Config: o.Config, CNISigns: signs}
+	if ca, ok := tgt.(checkedApplier); ok && !o.DryRun && !o.HoldRemovals {
+		var err error
+		out.Snapshot, out.Result, err = applyConfirmed(ctx, src, tgt, ca, o)
+		return out, err
+	}
 	snap, err := Read(ctx, src, tgt, o)
 	if err != nil {
 		return nil, err
 	}
-	out := &Outcome{Snapshot: snap, Config: o.Config, CNISigns: signs}
+	out.Snapshot = snap
 	if o.DryRun {
 		out.Plan, err = tgt.Plan(snap, o.Config)
 	} else {
@@ -106,20 +113,59 @@ func Once(ctx context.Context, src Source, tgt Target, o Options) (*Outcome, err
 	return out, err
 }
 
+// checkedApplier is a target that can show the changes of an apply
+// before making them (netconf.Reconciler).
+type checkedApplier interface {
+	ApplyChecked(*imds.Snapshot, config.Config, func([]netconf.Change) error) (*netconf.Result, error)
+}
+
+// errNeedsEvidence stops an apply whose changes would remove something
+// IMDS no longer lists before any is made.
+type errNeedsEvidence map[string][]netip.Prefix
+
+func (errNeedsEvidence) Error() string { return "a removal needs a confirming read" }
+
+// applyConfirmed is Read then Apply in one kernel pass where it can be:
+// the evidence rule is asked of the apply's own changes, under its lock.
+// Only when they would remove an item of an ENI IMDS lists is the apply
+// abandoned (nothing made), the confirming read taken, and the apply
+// computed again. Read's separate plan would cost a whole extra pass (a
+// fifth of a cold `ec2net apply` of a large instance).
+func applyConfirmed(ctx context.Context, src Source, tgt Target, ca checkedApplier, o Options) (*imds.Snapshot, *netconf.Result, error) {
+	snap, err := readSettled(ctx, src, tgt, o)
+	if err != nil {
+		return nil, nil, err
+	}
+	tracker := o.Tracker
+	if tracker == nil {
+		tracker = evidence.New(2, o.Config.RemoveAfterTime)
+	}
+	first := tracker.Filter(snap)
+	res, err := ca.ApplyChecked(first, o.Config, func(changes []netconf.Change) error {
+		if items := removalsIn(first, changes); len(items) > 0 {
+			return errNeedsEvidence(items)
+		}
+		return nil
+	})
+	var needs errNeedsEvidence
+	if !errors.As(err, &needs) {
+		return first, res, err
+	}
+	second, err := tracker.Recheck(ctx, src, first, needs)
+	if err != nil {
+		return nil, nil, err
+	}
+	res, err = tgt.Apply(second, o.Config)
+	return second, res, err
+}
+
 // Read is the first half of Once: one read (re-reading pending ENIs for
 // up to o.Wait) with the evidence rule applied, ready to converge to. The
 // daemon reads in a worker and applies in its loop.
 func Read(ctx context.Context, src Source, tgt Target, o Options) (*imds.Snapshot, error) {
-	read := o.Read
-	if read == nil {
-		read = src.Snapshot
-	}
-	snap, err := read(ctx)
+	snap, err := readSettled(ctx, src, tgt, o)
 	if err != nil {
 		return nil, err
-	}
-	if o.Wait > 0 {
-		snap = src.Settle(ctx, snap, linked(tgt), o.Wait)
 	}
 	tracker := o.Tracker
 	if tracker == nil {
@@ -135,6 +181,22 @@ func Read(ctx context.Context, src Source, tgt Target, o Options) (*imds.Snapsho
 		return tracker.Hold(filtered, items), nil
 	}
 	return tracker.Confirm(ctx, src, snap, removals)
+}
+
+// readSettled is one read, re-reading pending ENIs for up to o.Wait.
+func readSettled(ctx context.Context, src Source, tgt Target, o Options) (*imds.Snapshot, error) {
+	read := o.Read
+	if read == nil {
+		read = src.Snapshot
+	}
+	snap, err := read(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if o.Wait > 0 {
+		snap = src.Settle(ctx, snap, linked(tgt), o.Wait)
+	}
+	return snap, nil
 }
 
 // linked selects the ENIs worth waiting for: those whose link exists in
@@ -160,29 +222,34 @@ func Removals(tgt Target, cfg config.Config) evidence.Removals {
 		if err != nil {
 			return nil, err
 		}
-		out := map[string][]netip.Prefix{}
-		for _, c := range p.Changes {
-			if c.Op != netconf.OpDel {
-				continue
-			}
-			e := snap.ENI(c.MAC)
-			if e == nil || e.State != imds.Complete {
-				continue
-			}
-			var item netip.Prefix
-			switch c.Kind {
-			case netconf.KindAddr:
-				a := c.Addr.Prefix.Addr()
-				item = netip.PrefixFrom(a, a.BitLen())
-			case netconf.KindRule:
-				item = c.Rule.Src
-			}
-			// An item IMDS still lists goes for another reason
-			// (exclusion, manage-primary off): no evidence to wait for.
-			if item.IsValid() && !slices.Contains(evidence.Items(e), item) {
-				out[c.MAC] = append(out[c.MAC], item)
-			}
-		}
-		return out, nil
+		return removalsIn(snap, p.Changes), nil
 	}
+}
+
+// removalsIn picks the evidence question's answer out of changes.
+func removalsIn(snap *imds.Snapshot, changes []netconf.Change) map[string][]netip.Prefix {
+	out := map[string][]netip.Prefix{}
+	for _, c := range changes {
+		if c.Op != netconf.OpDel {
+			continue
+		}
+		e := snap.ENI(c.MAC)
+		if e == nil || e.State != imds.Complete {
+			continue
+		}
+		var item netip.Prefix
+		switch c.Kind {
+		case netconf.KindAddr:
+			a := c.Addr.Prefix.Addr()
+			item = netip.PrefixFrom(a, a.BitLen())
+		case netconf.KindRule:
+			item = c.Rule.Src
+		}
+		// An item IMDS still lists goes for another reason
+		// (exclusion, manage-primary off): no evidence to wait for.
+		if item.IsValid() && !slices.Contains(evidence.Items(e), item) {
+			out[c.MAC] = append(out[c.MAC], item)
+		}
+	}
+	return out
 }

@@ -44,9 +44,10 @@ func TestOnceReadsTwiceOnlyWhenSomethingWouldGo(t *testing.T) {
 	defer ns.Close()
 	client, err := imds.New(imds.Options{Endpoint: endpoint})
 	must(t, err)
-	rec, err := netconf.New(netconf.Options{NetNS: ns, StateDir: t.TempDir()})
+	r, err := netconf.New(netconf.Options{NetNS: ns, StateDir: t.TempDir()})
 	must(t, err)
-	defer rec.Close()
+	defer r.Close()
+	rec := &planCounter{Reconciler: r}
 	cfg := config.Default()
 	cfg.RemoveAfterTime = 300 * time.Millisecond
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -62,6 +63,9 @@ func TestOnceReadsTwiceOnlyWhenSomethingWouldGo(t *testing.T) {
 	}
 	if n := vpc.IMDS.Requests(listing); n != 1 {
 		t.Errorf("nothing to remove: %d reads, want 1", n)
+	}
+	if rec.plans != 0 {
+		t.Errorf("apply computed %d separate plans: the evidence question is asked of the apply's own pass", rec.plans)
 	}
 
 	gone := netip.MustParseAddr("100.64.2.12")
@@ -83,5 +87,29 @@ func TestOnceReadsTwiceOnlyWhenSomethingWouldGo(t *testing.T) {
 		if dry && len(out.Plan.Changes) == 0 {
 			t.Errorf("the plan does not show the removal")
 		}
+		if !dry {
+			if rec.plans != 0 {
+				t.Errorf("apply computed %d separate plans", rec.plans)
+			}
+			if !slices.ContainsFunc(out.Result.ENIs, func(e netconf.ENIResult) bool {
+				return slices.ContainsFunc(e.Applied, func(c netconf.Change) bool {
+					return c.Op == netconf.OpDel && c.Kind == netconf.KindAddr && c.Addr.Prefix.Addr() == gone
+				})
+			}) {
+				t.Errorf("the confirmed removal of %s was not applied: %+v", gone, out.Result.ENIs)
+			}
+		}
+		rec.plans = 0
 	}
+}
+
+// planCounter counts the separate plans converging asks of the target.
+type planCounter struct {
+	*netconf.Reconciler
+	plans int
+}
+
+func (p *planCounter) Plan(s *imds.Snapshot, c config.Config) (*netconf.Plan, error) {
+	p.plans++
+	return p.Reconciler.Plan(s, c)
 }

@@ -32,6 +32,14 @@ func (t *Tracker) Confirm(ctx context.Context, r Reader, snap *imds.Snapshot, re
 	if len(items) == 0 {
 		return first, nil
 	}
+	return t.Recheck(ctx, r, first, items)
+}
+
+// Recheck is the second half of Confirm, for a caller that found the
+// items itself: first is a snapshot Filter returned, items what
+// converging to it would remove. The items are held, IMDS is read again
+// once the rule allows, and the second read, filtered, is returned.
+func (t *Tracker) Recheck(ctx context.Context, r Reader, first *imds.Snapshot, items map[string][]netip.Prefix) (*imds.Snapshot, error) {
 	t.Hold(first, items)
 	if due, ok := t.Due(); ok {
 		// At least a moment, even with no time bound: a throttled or

@@ -75,8 +75,8 @@ func cmdApply(ctx context.Context, c *call) int {
 		changes := 0
 		for _, r := range out.Result.ENIs {
 			changes += len(r.Applied)
-			for _, ch := range r.Applied {
-				fmt.Fprintln(c.stdout, ch)
+			for i := range r.Applied {
+				_, _ = io.WriteString(c.stdout, r.Applied[i].String()+"\n")
 			}
 			for _, f := range r.Failed {
 				if errors.Is(f.Err, netconf.ErrNoLink) {
