@@ -1,7 +1,7 @@
 // Package metrics is what `ec2net run` tells Prometheus: a text-format
 // file the node_exporter textfile collector reads (written atomically, so
 // a scrape never sees half of it), and optionally a /metrics listener on
-// localhost. The format is written by text.go.
+// localhost. text.go hands the series to the Prometheus text encoder.
 package metrics
 
 import (
@@ -10,13 +10,12 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"slices"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/ec2net/ec2net/agent/imds"
 	"github.com/ec2net/ec2net/netconf"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // Metrics holds every series ec2net exports. Its methods are safe for
@@ -54,32 +53,32 @@ var States = []netconf.State{
 // export for ec2net_imds_requests_total{outcome}.
 func New(version string, started time.Time, imdsStats func() imds.Stats) *Metrics {
 	m := &Metrics{imdsStats: imdsStats}
-	m.enis = newVec("gauge", "ec2net_enis",
+	m.enis = newVec(dto.MetricType_GAUGE, "ec2net_enis",
 		"ENIs by state, as `ec2net status` reports them (path-verified).", "state")
-	m.addrs = newVec("gauge", "ec2net_addresses",
+	m.addrs = newVec(dto.MetricType_GAUGE, "ec2net_addresses",
 		"Addresses of the ENIs ec2net configures: wanted (IMDS), present (on the link), verified (the route lookup takes its ENI).",
 		"kind")
-	m.reconcile = newVec("counter", "ec2net_reconciles_total",
+	m.reconcile = newVec(dto.MetricType_COUNTER, "ec2net_reconciles_total",
 		"Reconcile passes, by what caused them (imds, link change, repair, events lost).", "trigger")
-	m.failures = newVec("counter", "ec2net_reconcile_failures_total",
+	m.failures = newVec(dto.MetricType_COUNTER, "ec2net_reconcile_failures_total",
 		"Reconcile passes that failed, or in which a change failed, by trigger.", "trigger")
-	m.repairs = newVec("counter", "ec2net_repairs_total",
+	m.repairs = newVec(dto.MetricType_COUNTER, "ec2net_repairs_total",
 		"Objects ec2net restored after another program deleted them, by kind (addr, route, rule, link).", "kind")
-	m.reads = newVec("counter", "ec2net_imds_reads_total",
+	m.reads = newVec(dto.MetricType_COUNTER, "ec2net_imds_reads_total",
 		"IMDS reads (a snapshot of every ENI or of some), by outcome (ok, error).", "outcome")
-	m.requests = newVec("counter", "ec2net_imds_requests_total",
+	m.requests = newVec(dto.MetricType_COUNTER, "ec2net_imds_requests_total",
 		"HTTP requests to IMDS (token PUTs included), by outcome.", "outcome")
 	m.latency = newHistogram("ec2net_imds_request_duration_seconds",
 		"Time from sending an IMDS HTTP request to its response headers (token PUTs included).",
 		[]float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5})
-	m.lastRead = newVec("gauge", "ec2net_imds_last_success_timestamp_seconds",
+	m.lastRead = newVec(dto.MetricType_GAUGE, "ec2net_imds_last_success_timestamp_seconds",
 		"When IMDS was last read successfully (Unix time; 0: never).")
-	m.lastPass = newVec("gauge", "ec2net_last_reconcile_timestamp_seconds",
+	m.lastPass = newVec(dto.MetricType_GAUGE, "ec2net_last_reconcile_timestamp_seconds",
 		"When the last reconcile pass completed (Unix time; 0: never).")
-	m.verified = newVec("gauge", "ec2net_last_verification_timestamp_seconds",
+	m.verified = newVec(dto.MetricType_GAUGE, "ec2net_last_verification_timestamp_seconds",
 		"When the paths of every address were last verified (Unix time; 0: never).")
-	m.info = newVec("gauge", "ec2net_build_info", "ec2net's version and Go version (always 1).", "version", "goversion")
-	m.start = newVec("gauge", "ec2net_start_time_seconds", "When the daemon started (Unix time).")
+	m.info = newVec(dto.MetricType_GAUGE, "ec2net_build_info", "ec2net's version and Go version (always 1).", "version", "goversion")
+	m.start = newVec(dto.MetricType_GAUGE, "ec2net_start_time_seconds", "When the daemon started (Unix time).")
 
 	m.info.set(1, version, runtime.Version())
 	m.start.set(float64(started.Unix()))
@@ -173,40 +172,31 @@ func (m *Metrics) SetStatus(rows []netconf.ENIStatus, at time.Time) {
 // Text encodes every metric in the Prometheus text format, families in
 // name order.
 func (m *Metrics) Text() ([]byte, error) {
-	var stats imds.Stats
+	var stats *imds.Stats
 	if m.imdsStats != nil {
-		stats = m.imdsStats()
+		s := m.imdsStats()
+		stats = &s
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for _, o := range []struct {
-		name string
-		n    int64
-	}{{"ok", stats.OK}, {"not_found", stats.NotFound}, {"unauthorized", stats.Unauthorized}, {"forbidden", stats.Forbidden},
-		{"throttled", stats.Throttled}, {"server_error", stats.ServerError}, {"other_status", stats.OtherStatus},
-		{"network_error", stats.NetworkError}} {
-		if m.imdsStats != nil {
+	if stats != nil {
+		for _, o := range []struct {
+			name string
+			n    int64
+		}{{"ok", stats.OK}, {"not_found", stats.NotFound}, {"unauthorized", stats.Unauthorized}, {"forbidden", stats.Forbidden},
+			{"throttled", stats.Throttled}, {"server_error", stats.ServerError}, {"other_status", stats.OtherStatus},
+			{"network_error", stats.NetworkError}} {
 			m.requests.set(float64(o.n), o.name)
 		}
 	}
-	type family struct {
-		name  string
-		write func(*strings.Builder)
-	}
-	var fams []family
+	var fams []*dto.MetricFamily
 	for _, v := range []*vec{m.enis, m.addrs, m.reconcile, m.failures, m.repairs, m.reads, m.requests,
 		m.lastRead, m.lastPass, m.verified, m.info, m.start} {
 		if len(v.series) > 0 {
-			fams = append(fams, family{v.name, v.write})
+			fams = append(fams, v.family())
 		}
 	}
-	fams = append(fams, family{m.latency.name, m.latency.write})
-	slices.SortFunc(fams, func(a, b family) int { return strings.Compare(a.name, b.name) })
-	var b strings.Builder
-	for _, f := range fams {
-		f.write(&b)
-	}
-	return []byte(b.String()), nil
+	return encode(append(fams, m.latency.family()))
 }
 
 // WriteFile writes the text format to path atomically (a temporary file

@@ -168,7 +168,7 @@ func TestServeMetrics(t *testing.T) {
 	}
 }
 
-// The hand-written format as Prometheus reads it: histogram buckets are
+// The families as Prometheus reads them back: histogram buckets are
 // cumulative with inclusive upper bounds, and label values and help
 // texts with quotes, backslashes and newlines come back as they were.
 func TestTextFormatEdgesParse(t *testing.T) {
