@@ -47,17 +47,47 @@ func (h *have) devName(index int) string {
 	return fmt.Sprintf("if%d", index)
 }
 
-// read dumps links, addresses, owned routes and rules (the four dumps
-// side by side, two of them concurrent, read as one). enis names the
-// ENI links, whose driver (under MTU auto) and accept_ra are read too.
+// read dumps links, addresses, owned routes and rules (dumpAll) and
+// indexes the links. enis names the ENI links, whose driver (under MTU
+// auto) and accept_ra are read too.
 func (r *Reconciler) read(enis map[string]bool, mtuAuto bool) (*have, error) {
 	// The rule buffer is reused from pass to pass: thousands of rules
 	// would otherwise be reallocated each time. Nothing keeps a pointer
 	// into it beyond a pass.
 	h := &have{addrs: map[int][]rtnl.Addr{}, rules: r.ruleBuf[:0]}
-	// Addresses and rules are the big dumps (thousands each on a busy
-	// instance): they run concurrently, each on its own socket, while
-	// links and owned routes are read here.
+	links, err := r.dumpAll(h)
+	if err != nil {
+		return nil, err
+	}
+	r.ruleBuf = h.rules
+	infos := make([]plan.LinkInfo, len(links))
+	var eniLinks []rtnl.Link
+	for i, l := range links {
+		infos[i] = plan.LinkInfo{Index: l.Index, Name: l.Name, MAC: l.MAC, MTU: l.MTU, Up: l.Up, AltNames: l.AltNames}
+		if enis[l.MAC] {
+			if mtuAuto {
+				infos[i].Driver = r.driver(l.Name)
+			}
+			eniLinks = append(eniLinks, l)
+		}
+	}
+	h.ra = r.acceptRA(eniLinks)
+	h.links = plan.IndexLinks(infos)
+	h.links.Addrs = make(map[int][]netip.Addr, len(h.addrs))
+	for index, as := range h.addrs {
+		for _, a := range as {
+			h.links.Addrs[index] = append(h.links.Addrs[index], a.Prefix.Addr())
+		}
+	}
+	return h, nil
+}
+
+// dumpAll fills h's addresses, rules and owned routes and returns the
+// links: the four dumps side by side, read as one. Addresses and rules
+// are the big dumps (thousands each on a busy instance): they run
+// concurrently, each on its own socket, while links and owned routes are
+// read here.
+func (r *Reconciler) dumpAll(h *have) ([]rtnl.Link, error) {
 	var wg sync.WaitGroup
 	var addrErr, ruleErr error
 	wg.Add(2)
@@ -109,27 +139,7 @@ func (r *Reconciler) read(enis map[string]bool, mtuAuto bool) (*have, error) {
 			return nil, fmt.Errorf("list %s: %w", e.what, e.err)
 		}
 	}
-	r.ruleBuf = h.rules
-	infos := make([]plan.LinkInfo, len(links))
-	var eniLinks []rtnl.Link
-	for i, l := range links {
-		infos[i] = plan.LinkInfo{Index: l.Index, Name: l.Name, MAC: l.MAC, MTU: l.MTU, Up: l.Up, AltNames: l.AltNames}
-		if enis[l.MAC] {
-			if mtuAuto {
-				infos[i].Driver = r.driver(l.Name)
-			}
-			eniLinks = append(eniLinks, l)
-		}
-	}
-	h.ra = r.acceptRA(eniLinks)
-	h.links = plan.IndexLinks(infos)
-	h.links.Addrs = make(map[int][]netip.Addr, len(h.addrs))
-	for index, as := range h.addrs {
-		for _, a := range as {
-			h.links.Addrs[index] = append(h.links.Addrs[index], a.Prefix.Addr())
-		}
-	}
-	return h, nil
+	return links, nil
 }
 
 // readTables adds the foreign routes of the given tables (one dump each,
