@@ -39,7 +39,8 @@ type loop struct {
 	repairs *repairPolicy
 	cutoff  *cutoffGuard
 	demand  *demand
-	pub     *publisher // what status, doctor and Prometheus read (publish.go)
+	peeks   *peekSchedule // how often pending ENIs are peeked at
+	pub     *publisher    // what status, doctor and Prometheus read (publish.go)
 
 	refresh, retry, poll, repair, check, readyBy *time.Timer
 	retryReq                                     readReq // what the retry timer reads
@@ -62,6 +63,7 @@ func newLoop(o Options, sigs <-chan os.Signal, wg *sync.WaitGroup) *loop {
 		repairs:   newRepairPolicy(),
 		cutoff:    newCutoffGuard(),
 		demand:    newDemand(o.Counters),
+		peeks:     newPeekSchedule(),
 		pub:       newPublisher(o),
 	}
 	l.repairs.suspect = func(netconf.Deleted) string { return l.pub.suspects() }

@@ -245,14 +245,14 @@ func (l *loop) onSnapshot(snap *imds.Snapshot) {
 }
 
 // scheduleReads arms the timers for what the last read left open: ENIs
-// with a link still propagating (peeked at every poll interval, or
+// with a link still propagating (peeked at on peekSchedule's interval, or
 // re-read with a backoff when they have no single key to watch), links
 // IMDS does not list yet, and held removals to confirm. With none of
 // these, only the periodic refresh reads.
 func (l *loop) scheduleReads(raw *imds.Snapshot, now time.Time) {
 	peekable, blind := l.links.pendingWithLink(raw)
-	if len(peekable) > 0 {
-		arm(l.poll, l.pollInterval())
+	if every, ok := l.peeks.next(peekable, now); ok {
+		arm(l.poll, every)
 	} else {
 		l.poll.Stop()
 	}
@@ -273,8 +273,6 @@ func (l *loop) scheduleReads(raw *imds.Snapshot, now time.Time) {
 	}
 	l.retry.Stop()
 }
-
-func (l *loop) pollInterval() time.Duration { return imds.DefaultPollInterval }
 
 // logStateChanges logs an ENI's metadata state when it changes (pending,
 // invalid, unknown, complete again, gone from IMDS): one line per change,
