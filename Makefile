@@ -72,7 +72,7 @@ vet: go
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 
-# Every benchmark with its anchor in one run (about 8 minutes on 2 cores;
+# Every benchmark with its anchor in one run (about 10 minutes on 2 cores;
 # root); prints each figure beside its anchor, the ratio and the goal,
 # and the goals missed (netconf/bench.sh; log in .cache/bench.log). The
 # boot benchmark needs what make test's packaging tests need (test-deps).

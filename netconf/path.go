@@ -32,9 +32,21 @@ import (
 // AddrStatus is one address's path as the kernel routes it.
 type AddrStatus struct {
 	Address netip.Addr `json:"address"`
-	State   State      `json:"state"` // configured, drift, down, shadowed, wrong-path, rp-filter
-	Cause   string     `json:"cause"` // what is wrong and what wins; "" when configured
-	Path    string     `json:"path"`  // the way out the kernel answered ("via 100.64.2.1 dev eth1 table 10001")
+	// Prefix, for a delegated prefix, is the prefix; Address is then the
+	// one of its addresses looked up for it ("" for an address).
+	Prefix netip.Prefix `json:"prefix"`
+	State  State        `json:"state"` // configured, drift, down, shadowed, wrong-path, rp-filter
+	Cause  string       `json:"cause"` // what is wrong and what wins; "" when configured
+	Path   string       `json:"path"`  // the way out the kernel answered ("via 100.64.2.1 dev eth1 table 10001")
+}
+
+// Subject names what was checked: the address, or the prefix and the
+// address that stood for it.
+func (a AddrStatus) Subject() string {
+	if a.Prefix.IsValid() {
+		return a.Address.String() + " (for delegated prefix " + a.Prefix.String() + ")"
+	}
+	return a.Address.String()
 }
 
 // The remote destinations of the lookups: documentation addresses
@@ -153,19 +165,46 @@ func (v *verifier) addENI(row int, e *plan.ENI, snap *imds.Snapshot, cfg config.
 		}
 	}
 	for _, a := range addrs {
-		s := subject{row: row, eni: e, link: l, st: AddrStatus{Address: a}}
-		switch {
-		case !l.Up && v.p.bringsUp(e.MAC):
-			s.st.State, s.st.Cause = StateDrift, l.Name+" is down (apply brings it up)"
-		case !l.Up:
-			s.st.State, s.st.Cause = StateDown, l.Name+" is administratively down (ip link set "+l.Name+" up, unless that is intended)"
-		case onLink[a] == nil:
-			s.st.State, s.st.Cause = StateDrift, "not on "+l.Name+" (apply adds it)"
-		default:
-			v.addProbes(&s, a)
-		}
-		v.subjects = append(v.subjects, s)
+		v.addSubject(subject{row: row, eni: e, link: l, st: AddrStatus{Address: a}}, onLink[a] != nil)
 	}
+	for _, p := range delegated(e, snap, cfg) {
+		// One address stands for the prefix: its "from" rule decides the
+		// way out for all of them alike.
+		v.addSubject(subject{row: row, eni: e, link: l, st: AddrStatus{Address: p.Masked().Addr().Next(), Prefix: p}}, true)
+	}
+}
+
+// addSubject queues an address's lookups, or states why there are none.
+func (v *verifier) addSubject(s subject, onLink bool) {
+	l := s.link
+	switch {
+	case !l.Up && v.p.bringsUp(s.eni.MAC):
+		s.st.State, s.st.Cause = StateDrift, l.Name+" is down (apply brings it up)"
+	case !l.Up:
+		s.st.State, s.st.Cause = StateDown, l.Name+" is administratively down (ip link set "+l.Name+" up, unless that is intended)"
+	case !onLink:
+		s.st.State, s.st.Cause = StateDrift, "not on "+l.Name+" (apply adds it)"
+	default:
+		v.addProbes(&s, s.st.Address)
+	}
+	v.subjects = append(v.subjects, s)
+}
+
+// delegated lists the delegated prefixes of a configured secondary ENI
+// whose path a lookup can check: an IPv6 lookup takes any source, an IPv4
+// one only a local address, which the prefix's addresses are in anyip
+// mode. (An IPv4 prefix in rules mode serves forwarded traffic; its rule
+// is checked as an object.)
+func delegated(e *plan.ENI, snap *imds.Snapshot, cfg config.Config) []netip.Prefix {
+	ie := snap.ENI(e.MAC)
+	if ie == nil || e.Primary || e.Disposition != plan.Configure {
+		return nil
+	}
+	out := append([]netip.Prefix(nil), ie.IPv6Prefixes...)
+	if cfg.PrefixMode == config.PrefixAnyIP {
+		out = append(out, ie.IPv4Prefixes...)
+	}
+	return out
 }
 
 // bringsUp reports whether the pass sets an ENI's link up.

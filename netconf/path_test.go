@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ec2net/ec2net/agent/config"
 	"github.com/ec2net/ec2net/agent/imds"
 	"github.com/ec2net/ec2net/agent/vpcsim"
 )
@@ -18,9 +19,14 @@ type pathBed struct {
 	v    *vpcsim.VPC
 	r    *Reconciler
 	snap *imds.Snapshot
+	cfg  config.Config
 }
 
-func newPathBed(t *testing.T, prefix string) *pathBed {
+func newPathBed(t *testing.T, prefix string) *pathBed { return newPathBedWith(t, prefix, cfg(), nil) }
+
+// newPathBedWith is newPathBed with a configuration and a change to the
+// ENIs' specifications before they are attached.
+func newPathBedWith(t *testing.T, prefix string, c config.Config, change func([]vpcsim.ENISpec)) *pathBed {
 	v := vpcsim.NewForTestOptions(t, vpcsim.Options{Prefix: prefix, NoDAD: true})
 	subA4, subA6 := pfx("100.64.1.0/24"), pfx("2001:db8:1:1::/64")
 	subB4, subB6 := pfx("100.64.2.0/24"), pfx("2001:db8:1:2::/64")
@@ -37,6 +43,9 @@ func newPathBed(t *testing.T, prefix string) *pathBed {
 		{Name: "eth2", MAC: "02:00:00:00:b1:02", ID: "eni-00b2", Device: 2, SubnetIPv4: subA4,
 			IPv4: ips("100.64.1.30", "100.64.1.31")},
 	}
+	if change != nil {
+		change(specs)
+	}
 	if err := v.LaunchPrimary(specs[0]); err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +57,8 @@ func newPathBed(t *testing.T, prefix string) *pathBed {
 	s := &imds.Snapshot{PrimaryMAC: specs[0].MAC}
 	for _, sp := range specs {
 		e := imds.ENI{MAC: sp.MAC, Primary: sp.Device == 0, InterfaceID: sp.ID, DeviceNumber: sp.Device,
-			SubnetIPv4: sp.SubnetIPv4, IPv4: sp.IPv4, IPv6: sp.IPv6, State: imds.Complete}
+			SubnetIPv4: sp.SubnetIPv4, IPv4: sp.IPv4, IPv6: sp.IPv6, State: imds.Complete,
+			IPv4Prefixes: sp.IPv4Prefixes, IPv6Prefixes: sp.IPv6Prefixes}
 		if sp.SubnetIPv6.IsValid() {
 			e.SubnetIPv6 = []netip.Prefix{sp.SubnetIPv6}
 		}
@@ -63,8 +73,8 @@ func newPathBed(t *testing.T, prefix string) *pathBed {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { r.Close() })
-	b := &pathBed{t: t, v: v, r: r, snap: s}
-	mustApply(t, r, s, cfg())
+	b := &pathBed{t: t, v: v, r: r, snap: s, cfg: c}
+	mustApply(t, r, s, c)
 	return b
 }
 
@@ -78,7 +88,7 @@ func (b *pathBed) ip(args ...string) {
 // status returns the rows by link name and every address by IP.
 func (b *pathBed) status() (map[string]ENIStatus, map[netip.Addr]AddrStatus) {
 	b.t.Helper()
-	rows, err := b.r.Status(b.snap, cfg())
+	rows, err := b.r.Status(b.snap, b.cfg)
 	if err != nil {
 		b.t.Fatal(err)
 	}
@@ -265,5 +275,70 @@ func TestPathPrimaryThroughSecondary(t *testing.T) {
 	}
 	if r := rows["eth1"]; r.State != StateConfigured {
 		t.Errorf("eth1 row: %s (%s)", r.State, r.Reason)
+	}
+}
+
+// Delegated prefixes are path-checked too, each through one of its
+// addresses (its "from" rule decides for all of them): in anyip mode,
+// where the prefixes' addresses are the host's, IPv4 and IPv6 alike. A
+// foreign rule shadowing a prefix makes it, and its ENI, shadowed, and
+// traffic from the prefix really fails; without the rule it flows. In
+// rules mode only the IPv6 prefix can be looked up (an IPv4 lookup needs
+// a local source).
+func TestPathDelegatedPrefixes(t *testing.T) {
+	p4, p6 := pfx("100.64.2.64/28"), pfx("2001:db8:1:2:1::/80")
+	withPrefixes := func(specs []vpcsim.ENISpec) {
+		specs[1].IPv4Prefixes, specs[1].IPv6Prefixes = []netip.Prefix{p4}, []netip.Prefix{p6}
+	}
+	anyIP := cfg()
+	anyIP.PrefixMode = config.PrefixAnyIP
+	b := newPathBedWith(t, "pathpf", anyIP, withPrefixes)
+	rep4, rep6 := netip.MustParseAddr("100.64.2.65"), netip.MustParseAddr("2001:db8:1:2:1::1")
+	rows, addrs := b.status()
+	for _, a := range []netip.Addr{rep4, rep6} {
+		s, ok := addrs[a]
+		if !ok || s.State != StateConfigured || !s.Prefix.IsValid() || !strings.Contains(s.Path, "dev eth1") {
+			t.Errorf("prefix checked through %s: %+v (%v)", a, s, ok)
+		}
+		// Traffic from the IPv4 prefix only: a socket cannot bind an
+		// IPv6 address that is local through a route alone (Linux checks
+		// assigned addresses unless IP_FREEBIND), and the simulated
+		// router does not route delegated IPv6 prefixes to an ENI.
+		if _, err := b.v.ProbeTCP(context.Background(), a); a.Is4() && err != nil {
+			t.Errorf("traffic from %s (a delegated prefix's) fails while status says configured: %v", a, err)
+		}
+	}
+	if r := rows["eth1"]; r.State != StateConfigured {
+		t.Errorf("eth1 %s (%s)", r.State, r.Reason)
+	}
+
+	b.ip("rule", "add", "from", p4.String(), "lookup", "main", "pref", "100")
+	rows, addrs = b.status()
+	if s := addrs[rep4]; s.State != StateShadowed || s.Prefix != p4 || !strings.Contains(s.Cause, "from "+p4.String()+" lookup main pref 100") {
+		t.Errorf("shadowed prefix: %+v", s)
+	}
+	if r := rows["eth1"]; r.State != StateShadowed {
+		t.Errorf("eth1 with a shadowed prefix: %s (%s)", r.State, r.Reason)
+	}
+	if s := addrs[rep6]; s.State != StateConfigured {
+		t.Errorf("the IPv6 prefix, not shadowed: %+v", s)
+	}
+	if b.traffic(rep4, false) {
+		t.Errorf("traffic from the shadowed prefix passed: the simulator does not show what status reports")
+	}
+	b.ip("rule", "del", "from", p4.String(), "lookup", "main", "pref", "100")
+	if _, addrs = b.status(); addrs[rep4].State != StateConfigured {
+		t.Errorf("after the rule is removed: %+v", addrs[rep4])
+	}
+
+	// Rules mode: the IPv6 prefix is still checked, the IPv4 one is not.
+	b.cfg = cfg()
+	mustApply(t, b.r, b.snap, b.cfg)
+	_, addrs = b.status()
+	if s, ok := addrs[rep6]; !ok || s.State != StateConfigured {
+		t.Errorf("rules mode, IPv6 prefix: %+v (%v)", s, ok)
+	}
+	if s, ok := addrs[rep4]; ok {
+		t.Errorf("rules mode, IPv4 prefix looked up from a source that is not local: %+v", s)
 	}
 }

@@ -30,9 +30,11 @@ import (
 // pending (goal 0; the refresh is an hour away).
 //
 // make bench runs these with -benchtime 1x; samples: 40 at L = 1 s, 6 at
-// L = 10 s (EC2NET_BENCH_SAMPLES overrides both).
+// L = 10 s, 2 at L = 60 s, the longest lag the goal covers (the peek
+// stays fast for 90 s: peek.go) (EC2NET_BENCH_SAMPLES overrides all).
 func BenchmarkPropagationLag1s(b *testing.B)  { benchPropagation(b, time.Second, 40) }
 func BenchmarkPropagationLag10s(b *testing.B) { benchPropagation(b, 10*time.Second, 6) }
+func BenchmarkPropagationLag60s(b *testing.B) { benchPropagation(b, 60*time.Second, 2) }
 
 type pendingCost struct {
 	requests, conns, packets float64

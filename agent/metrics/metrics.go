@@ -149,6 +149,9 @@ func (m *Metrics) SetStatus(rows []netconf.ENIStatus, at time.Time) {
 			on[a] = true
 		}
 		for _, a := range r.Addrs {
+			if a.Prefix.IsValid() {
+				continue // a delegated prefix's stand-in: not an address of the link
+			}
 			wanted++
 			if on[a.Address] {
 				present++

@@ -62,6 +62,33 @@ func dialIn(ctx context.Context, h netns.NsHandle, src netip.Addr, dst netip.Add
 // source (not tentative, as IPv6 addresses are during duplicate address
 // detection or before the kernel has seen the link's carrier), or fails
 // at once when a is not assigned at all.
+// anyIP reports whether a is local through a local route covering more
+// than itself (ec2net's anyip mode for delegated prefixes).
+func anyIP(nl *netlink.Handle, a netip.Addr) bool {
+	routes, err := nl.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_LOCAL}, netlink.RT_FILTER_TABLE)
+	if err != nil {
+		return false
+	}
+	for _, r := range routes {
+		if r.Type != unix.RTN_LOCAL || r.Dst == nil {
+			continue
+		}
+		if p, ok := netipx(r.Dst); ok && p.Bits() < a.BitLen() && p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+func netipx(n *net.IPNet) (netip.Prefix, bool) {
+	ip, ok := netip.AddrFromSlice(n.IP)
+	if !ok {
+		return netip.Prefix{}, false
+	}
+	ones, _ := n.Mask.Size()
+	return netip.PrefixFrom(ip.Unmap(), ones), true
+}
+
 func waitUsable(ctx context.Context, h netns.NsHandle, a netip.Addr) error {
 	if !a.IsValid() {
 		return nil
@@ -84,6 +111,8 @@ func waitUsable(ctx context.Context, h netns.NsHandle, a netip.Addr) error {
 			}
 		}
 		switch {
+		case !found && anyIP(nl, a):
+			return nil // a delegated prefix's address, local through a route
 		case !found:
 			return fmt.Errorf("%s is not assigned in the instance", a)
 		case !tentative:

@@ -197,7 +197,7 @@ func (r *doctorReport) checkENIs(rows []netconf.ENIStatus) {
 		for _, a := range row.Addrs {
 			if a.State != netconf.StateConfigured {
 				off++
-				r.add(hostcheck.Problem, "path", row.Link, name+" "+a.Address.String()+" is "+a.State.String()+": "+a.Cause, "")
+				r.add(hostcheck.Problem, "path", row.Link, name+" "+a.Subject()+" is "+a.State.String()+": "+a.Cause, "")
 			}
 		}
 		switch {

@@ -99,7 +99,7 @@ func printDetail(w io.Writer, r netconf.ENIStatus) {
 		fmt.Fprintln(w, "  addresses (the kernel's route lookup from each):")
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		for _, a := range r.Addrs {
-			fmt.Fprintf(tw, "    %s\t%s\t%s\n", a.Address, a.State, orDash(a.Path, "-"))
+			fmt.Fprintf(tw, "    %s\t%s\t%s\n", a.Subject(), a.State, orDash(a.Path, "-"))
 			if a.Cause != "" {
 				fmt.Fprintf(tw, "    \t\t%s\n", a.Cause)
 			}

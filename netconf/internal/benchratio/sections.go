@@ -45,7 +45,7 @@ func attachToTraffic(r results, rp *report) {
 }
 
 func propagation(r results, rp *report) {
-	for _, lag := range []string{"1s", "10s"} {
+	for _, lag := range []string{"1s", "10s", "60s"} {
 		n := "PropagationLag" + lag
 		if !r.has(n) {
 			continue
