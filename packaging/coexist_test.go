@@ -26,12 +26,14 @@ import (
 //
 // The product assertions (no address loses more than one probe per event;
 // no object deleted more than once per event; no main-table default via a
-// secondary ENI at a metric <= the primary's) are checked only with
-// EC2NET_COEXIST_STRICT=1: several cells fail them today because the
-// product side of issue 10 (fast repairs, detection) is not built yet.
-// Without it the test reports what it measured ("WOULD FAIL" lines) and
-// fails only when the bed itself does (boot, DHCP for eth0, ec2net
-// configuring the ENIs at all).
+// secondary ENI at a metric <= the primary's) fail the test in the cells
+// marked enforce: those where ec2net as shipped (its drop-ins, or the
+// AL2023 take-over file) makes them hold. The other cells are
+// configurations no shipped file can veto (a .network or an ifupdown
+// stanza for every ENI, an administrator's nmcli reapply); they report
+// what they measured ("WOULD FAIL" lines, failures with
+// EC2NET_COEXIST_STRICT=1) and fail only when the bed itself does (boot,
+// DHCP for eth0, ec2net configuring the ENIs at all).
 //
 // EC2NET_COEXIST_CELLS=substring limits the run to matching cells.
 
