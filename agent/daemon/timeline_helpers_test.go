@@ -20,7 +20,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -369,7 +368,7 @@ func answeredAt(vpc *vpcsim.VPC, insts []*vpcsim.Instance, dst netip.Addr, withi
 		}
 		var ln net.Listener
 		err = nsutil.Do(h, func() (err error) {
-			lc := net.ListenConfig{Control: freeBindControl}
+			lc := net.ListenConfig{Control: nsutil.FreeBind}
 			ln, err = lc.Listen(context.Background(), "tcp", netip.AddrPortFrom(dst, uint16(port)).String())
 			return err
 		})
@@ -417,19 +416,4 @@ func answeredAt(vpc *vpcsim.VPC, insts []*vpcsim.Instance, dst netip.Addr, withi
 		time.Sleep(time.Until(next)) // the attempt's slot
 	}
 	return nil, time.Time{}, fmt.Errorf("%s: no instance answered within %v: %v", dst, within, last)
-}
-
-func freeBindControl(network, _ string, c syscall.RawConn) error {
-	var serr error
-	err := c.Control(func(fd uintptr) {
-		if network == "tcp6" {
-			serr = unix.SetsockoptInt(int(fd), unix.SOL_IPV6, unix.IPV6_FREEBIND, 1)
-		} else {
-			serr = unix.SetsockoptInt(int(fd), unix.SOL_IP, unix.IP_FREEBIND, 1)
-		}
-	})
-	if err != nil {
-		return err
-	}
-	return serr
 }

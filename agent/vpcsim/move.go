@@ -14,7 +14,6 @@ import (
 
 	"github.com/ec2net/ec2net/netconf/nsutil"
 	"github.com/vishvananda/netns"
-	"golang.org/x/sys/unix"
 )
 
 // MoveOptions shape VPC.Move.
@@ -210,7 +209,7 @@ type instListener struct {
 // listenEverywhere opens a listener on dst in every instance, all on the
 // port the first one was given.
 func listenEverywhere(insts []*Instance, dst netip.Addr) ([]instListener, error) {
-	lc := net.ListenConfig{Control: freeBind}
+	lc := net.ListenConfig{Control: nsutil.FreeBind}
 	var lastErr error
 	for attempt := 0; attempt < 10; attempt++ {
 		var lns []instListener
@@ -245,20 +244,4 @@ func listenEverywhere(insts []*Instance, dst netip.Addr) ([]instListener, error)
 		}
 	}
 	return nil, lastErr
-}
-
-// freeBind lets a socket bind an address its namespace does not have.
-func freeBind(network, _ string, c syscall.RawConn) error {
-	var serr error
-	err := c.Control(func(fd uintptr) {
-		if network == "tcp6" {
-			serr = unix.SetsockoptInt(int(fd), unix.SOL_IPV6, unix.IPV6_FREEBIND, 1)
-		} else {
-			serr = unix.SetsockoptInt(int(fd), unix.SOL_IP, unix.IP_FREEBIND, 1)
-		}
-	})
-	if err != nil {
-		return err
-	}
-	return serr
 }

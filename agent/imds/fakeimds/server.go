@@ -25,12 +25,10 @@ import (
 	"net/http"
 	"os"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/ec2net/ec2net/netconf/nsutil"
 	"github.com/vishvananda/netns"
-	"golang.org/x/sys/unix"
 )
 
 // Header names of the IMDSv2 token protocol (canonical form).
@@ -234,7 +232,7 @@ func (s *Server) StartInNetNS(nsName string, addr string) (string, error) {
 		return "", fmt.Errorf("fakeimds: namespace %s: %w", nsName, err)
 	}
 	defer ns.Close()
-	lc := net.ListenConfig{Control: freeBind}
+	lc := net.ListenConfig{Control: nsutil.FreeBind}
 	var ln net.Listener
 	err = nsutil.Do(ns, func() error {
 		var lerr error
@@ -249,25 +247,6 @@ func (s *Server) StartInNetNS(nsName string, addr string) (string, error) {
 		return "", fmt.Errorf("fakeimds: listen %s in %s: %w", addr, nsName, err)
 	}
 	return s.serve(ln)
-}
-
-// freeBind lets the socket bind an address the namespace does not have yet.
-func freeBind(network, _ string, c syscall.RawConn) error {
-	var serr error
-	err := c.Control(func(fd uintptr) {
-		switch network {
-		case "tcp6":
-			serr = unix.SetsockoptInt(int(fd), unix.SOL_IPV6, unix.IPV6_FREEBIND, 1)
-		default:
-			serr = unix.SetsockoptInt(int(fd), unix.SOL_IP, unix.IP_FREEBIND, 1)
-		}
-	})
-	if err != nil {
-		return err
-	}
-	// Best effort: without it, binding a configured address still works.
-	_ = serr
-	return nil
 }
 
 func (s *Server) serve(ln net.Listener) (string, error) {
