@@ -97,32 +97,7 @@ type Client struct {
 
 // New returns a Client. It does no I/O.
 func New(o Options) (*Client, error) {
-	if o.Logger == nil {
-		o.Logger = zap.NewNop()
-	}
-	if o.Attempts <= 0 {
-		o.Attempts = 4
-	}
-	if o.RequestTimeout <= 0 {
-		o.RequestTimeout = 2 * time.Second
-	}
-	if o.Version == "" {
-		o.Version = "dev"
-	}
-	if o.PassTimeout <= 0 {
-		o.PassTimeout = DefaultPassTimeout
-	}
-	if o.Concurrency <= 0 {
-		o.Concurrency = DefaultConcurrency
-	}
-	if o.FirstContact == 0 {
-		o.FirstContact = DefaultFirstContact
-	}
-	if o.PollInterval <= 0 {
-		o.PollInterval = DefaultPollInterval
-	}
-	o.Backoff = o.Backoff.withDefaults()
-
+	o.setDefaults()
 	mode, endpoint, err := resolveEndpoint(&o)
 	if err != nil {
 		return nil, err
@@ -159,6 +134,35 @@ func New(o Options) (*Client, error) {
 		},
 	})
 	return c, nil
+}
+
+// setDefaults fills in the zero Options.
+func (o *Options) setDefaults() {
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	if o.Attempts <= 0 {
+		o.Attempts = 4
+	}
+	if o.RequestTimeout <= 0 {
+		o.RequestTimeout = 2 * time.Second
+	}
+	if o.Version == "" {
+		o.Version = "dev"
+	}
+	if o.PassTimeout <= 0 {
+		o.PassTimeout = DefaultPassTimeout
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = DefaultConcurrency
+	}
+	if o.FirstContact == 0 {
+		o.FirstContact = DefaultFirstContact
+	}
+	if o.PollInterval <= 0 {
+		o.PollInterval = DefaultPollInterval
+	}
+	o.Backoff = o.Backoff.withDefaults()
 }
 
 // resolveEndpoint picks the endpoint: Options.Endpoint, else the

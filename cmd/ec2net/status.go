@@ -46,13 +46,7 @@ func cmdStatus(ctx context.Context, c *call) int {
 			return e.fail(c.stderr, err)
 		}
 		host := hostProblems(hostLinks(rows, cfg))
-		var notes []string
-		if len(signs) > 0 {
-			notes = append(notes, "the Amazon VPC CNI manages this host's secondary ENIs ("+strings.Join(signs, "; ")+"): only the primary ENI is configured")
-		}
-		if err := e.rec.RecordError(); err != nil {
-			notes = append(notes, "ownership record not readable ("+err.Error()+"): run as root to see which addresses are ec2net's")
-		}
+		notes := statusNotes(signs, e.rec.RecordError())
 		if len(c.args) > 0 {
 			if rows = selectENI(rows, c.args[0]); len(rows) == 0 {
 				fmt.Fprintf(c.stderr, "ec2net: no ENI matches %q (a link name, eni-… id or MAC)\n", c.args[0])
@@ -94,6 +88,19 @@ func cmdStatus(ctx context.Context, c *call) int {
 		}
 		return code
 	})
+}
+
+// statusNotes are the lines under the table: why only the primary is
+// configured, why ownership cannot be shown.
+func statusNotes(cniSigns []string, recordErr error) []string {
+	var notes []string
+	if len(cniSigns) > 0 {
+		notes = append(notes, "the Amazon VPC CNI manages this host's secondary ENIs ("+strings.Join(cniSigns, "; ")+"): only the primary ENI is configured")
+	}
+	if recordErr != nil {
+		notes = append(notes, "ownership record not readable ("+recordErr.Error()+"): run as root to see which addresses are ec2net's")
+	}
+	return notes
 }
 
 func nonNilRows(r []netconf.ENIStatus) []netconf.ENIStatus {
