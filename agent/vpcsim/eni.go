@@ -43,22 +43,11 @@ func (v *VPC) validateLocked(s ENISpec) (*eni, error) {
 	if v.closed {
 		return nil, errors.New("vpcsim: closed")
 	}
-	hw, err := net.ParseMAC(s.MAC)
-	if err != nil || len(hw) != 6 {
-		return nil, fmt.Errorf("vpcsim: ENI MAC %q: not a MAC address", s.MAC)
+	hw, err := v.checkMACLocked(s.MAC)
+	if err != nil {
+		return nil, err
 	}
 	s.MAC = hw.String()
-	if _, dup := v.enis[s.MAC]; dup {
-		return nil, fmt.Errorf("vpcsim: ENI %s is already attached", s.MAC)
-	}
-	if hw[0]&1 != 0 {
-		return nil, fmt.Errorf("vpcsim: ENI MAC %s is a multicast address", s.MAC)
-	}
-	for _, sub := range v.subnets {
-		if sub.mac.String() == s.MAC {
-			return nil, fmt.Errorf("vpcsim: ENI MAC %s is the gateway MAC of %s", s.MAC, sub)
-		}
-	}
 	if s.Name == "" || len(s.Name) > 15 || strings.ContainsAny(s.Name, "/ ") {
 		return nil, fmt.Errorf("vpcsim: ENI %s: link name %q must be 1-15 characters", s.MAC, s.Name)
 	}
@@ -66,28 +55,8 @@ func (v *VPC) validateLocked(s ENISpec) (*eni, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, a := range s.IPv4 {
-		if !sub.ipv4.IsValid() || !sub.ipv4.Contains(a) || a == sub.gw4 {
-			return nil, fmt.Errorf("vpcsim: ENI %s: %s is not a host address of subnet %s", s.MAC, a, sub)
-		}
-	}
-	for _, a := range s.IPv6 {
-		if !sub.ipv6.IsValid() || !sub.ipv6.Contains(a) || a == sub.gw6 {
-			return nil, fmt.Errorf("vpcsim: ENI %s: %s is not a host address of subnet %s", s.MAC, a, sub)
-		}
-	}
-	for _, p := range s.IPv4Prefixes {
-		if !sub.ipv4.IsValid() || !sub.ipv4.Contains(p.Addr()) || p.Bits() < sub.ipv4.Bits() || !p.Addr().Is4() {
-			return nil, fmt.Errorf("vpcsim: ENI %s: prefix %s is not inside subnet %s", s.MAC, p, sub)
-		}
-	}
-	for _, p := range s.IPv6Prefixes {
-		if !sub.ipv6.IsValid() || !sub.ipv6.Contains(p.Addr()) || p.Bits() < sub.ipv6.Bits() || p.Addr().Is4() {
-			return nil, fmt.Errorf("vpcsim: ENI %s: prefix %s is not inside subnet %s", s.MAC, p, sub)
-		}
-	}
-	if len(s.IPv4Prefixes) > 0 && len(s.IPv4) == 0 {
-		return nil, fmt.Errorf("vpcsim: ENI %s: IPv4 prefixes need a primary IPv4 address", s.MAC)
+	if err := checkInSubnet(s, sub); err != nil {
+		return nil, err
 	}
 	// Own copies: the caller may reuse its slices.
 	s.IPv4 = slices.Clone(s.IPv4)
@@ -99,6 +68,57 @@ func (v *VPC) validateLocked(s ENISpec) (*eni, error) {
 		s.Card = &c
 	}
 	return &eni{ENISpec: s, hw: hw, sub: sub}, nil
+}
+
+// checkMACLocked parses an ENI's MAC and checks that it is a unicast MAC
+// no attached ENI and no subnet gateway has.
+func (v *VPC) checkMACLocked(mac string) (net.HardwareAddr, error) {
+	hw, err := net.ParseMAC(mac)
+	if err != nil || len(hw) != 6 {
+		return nil, fmt.Errorf("vpcsim: ENI MAC %q: not a MAC address", mac)
+	}
+	mac = hw.String()
+	if _, dup := v.enis[mac]; dup {
+		return nil, fmt.Errorf("vpcsim: ENI %s is already attached", mac)
+	}
+	if hw[0]&1 != 0 {
+		return nil, fmt.Errorf("vpcsim: ENI MAC %s is a multicast address", mac)
+	}
+	for _, sub := range v.subnets {
+		if sub.mac.String() == mac {
+			return nil, fmt.Errorf("vpcsim: ENI MAC %s is the gateway MAC of %s", mac, sub)
+		}
+	}
+	return hw, nil
+}
+
+// checkInSubnet checks that the spec's addresses are host addresses of
+// sub and its prefixes lie inside it.
+func checkInSubnet(s ENISpec, sub *subnet) error {
+	for _, a := range s.IPv4 {
+		if !sub.ipv4.IsValid() || !sub.ipv4.Contains(a) || a == sub.gw4 {
+			return fmt.Errorf("vpcsim: ENI %s: %s is not a host address of subnet %s", s.MAC, a, sub)
+		}
+	}
+	for _, a := range s.IPv6 {
+		if !sub.ipv6.IsValid() || !sub.ipv6.Contains(a) || a == sub.gw6 {
+			return fmt.Errorf("vpcsim: ENI %s: %s is not a host address of subnet %s", s.MAC, a, sub)
+		}
+	}
+	for _, p := range s.IPv4Prefixes {
+		if !sub.ipv4.IsValid() || !sub.ipv4.Contains(p.Addr()) || p.Bits() < sub.ipv4.Bits() || !p.Addr().Is4() {
+			return fmt.Errorf("vpcsim: ENI %s: prefix %s is not inside subnet %s", s.MAC, p, sub)
+		}
+	}
+	for _, p := range s.IPv6Prefixes {
+		if !sub.ipv6.IsValid() || !sub.ipv6.Contains(p.Addr()) || p.Bits() < sub.ipv6.Bits() || p.Addr().Is4() {
+			return fmt.Errorf("vpcsim: ENI %s: prefix %s is not inside subnet %s", s.MAC, p, sub)
+		}
+	}
+	if len(s.IPv4Prefixes) > 0 && len(s.IPv4) == 0 {
+		return fmt.Errorf("vpcsim: ENI %s: IPv4 prefixes need a primary IPv4 address", s.MAC)
+	}
+	return nil
 }
 
 func maskAll(ps []netip.Prefix) []netip.Prefix {

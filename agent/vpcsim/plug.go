@@ -25,10 +25,19 @@ func (v *VPC) plugLocked(e *eni) error {
 	if err := addPortCheck(v.handles[v.Router], e.port, e.inst.mark(), v4, v6); err != nil {
 		return fmt.Errorf("vpcsim: source/destination check for %s: %w", e.MAC, err)
 	}
-	fail := func(err error) error {
-		v.unplugLocked(e)
-		return err
+	for _, step := range []func(*eni) error{v.addVethLocked, v.addBridgePortLocked, v.addRouterEntriesLocked} {
+		if err := step(e); err != nil {
+			v.unplugLocked(e)
+			return err
+		}
 	}
+	v.logf("vpcsim: plugged %s (%s, %s) of %s into %s via %s", e.Name, e.MAC, e.ID, e.inst.Name, e.sub, e.port)
+	return nil
+}
+
+// addVethLocked creates e's veth: the router end e.port (numbered after
+// routerIndexBase), the instance end straight into the instance namespace.
+func (v *VPC) addVethLocked(e *eni) error {
 	veth := &netlink.Veth{
 		LinkAttrs:        netlink.LinkAttrs{Name: e.port, Index: routerIndexBase + v.nextPort - 1},
 		PeerName:         e.Name,
@@ -36,22 +45,25 @@ func (v *VPC) plugLocked(e *eni) error {
 		PeerNamespace:    netlink.NsFd(int(e.inst.ns)),
 	}
 	if err := v.router.LinkAdd(veth); err != nil {
-		return fail(fmt.Errorf("vpcsim: create %s (%s) in the instance: %w", e.Name, e.MAC, err))
+		return fmt.Errorf("vpcsim: create %s (%s) in the instance: %w", e.Name, e.MAC, err)
 	}
 	e.linked = true
-	if err := fastNeighRetrans(e.inst.ns, e.Name); err != nil {
-		return fail(err)
-	}
+	return fastNeighRetrans(e.inst.ns, e.Name)
+}
+
+// addBridgePortLocked plugs the router end of e's veth into the subnet
+// bridge and sets it up.
+func (v *VPC) addBridgePortLocked(e *eni) error {
 	port, err := v.router.LinkByName(e.port)
 	if err != nil {
-		return fail(err)
+		return err
 	}
 	br, err := v.router.LinkByName(e.sub.bridge)
 	if err != nil {
-		return fail(err)
+		return err
 	}
 	if err := v.router.LinkSetMaster(port, br); err != nil {
-		return fail(fmt.Errorf("vpcsim: plug %s into %s: %w", e.port, e.sub.bridge, err))
+		return fmt.Errorf("vpcsim: plug %s into %s: %w", e.port, e.sub.bridge, err)
 	}
 	// The VPC knows which port every MAC is behind: no flooding.
 	fdb := &netlink.Neigh{
@@ -62,22 +74,27 @@ func (v *VPC) plugLocked(e *eni) error {
 		Flags:        netlink.NTF_MASTER,
 	}
 	if err := v.router.NeighAppend(fdb); err != nil {
-		return fail(fmt.Errorf("vpcsim: fdb entry for %s: %w", e.MAC, err))
+		return fmt.Errorf("vpcsim: fdb entry for %s: %w", e.MAC, err)
 	}
 	if err := v.router.LinkSetUp(port); err != nil {
-		return fail(fmt.Errorf("vpcsim: set %s up: %w", e.port, err))
+		return fmt.Errorf("vpcsim: set %s up: %w", e.port, err)
 	}
+	return nil
+}
+
+// addRouterEntriesLocked teaches the router where every address and
+// delegated prefix assigned to e lives.
+func (v *VPC) addRouterEntriesLocked(e *eni) error {
 	for _, a := range append(slices.Clone(e.IPv4), e.IPv6...) {
 		if err := v.addNeighLocked(e, a); err != nil {
-			return fail(err)
+			return err
 		}
 	}
 	for _, p := range append(slices.Clone(e.IPv4Prefixes), e.IPv6Prefixes...) {
 		if err := v.addPrefixRouteLocked(e, p); err != nil {
-			return fail(err)
+			return err
 		}
 	}
-	v.logf("vpcsim: plugged %s (%s, %s) of %s into %s via %s", e.Name, e.MAC, e.ID, e.inst.Name, e.sub, e.port)
 	return nil
 }
 

@@ -48,26 +48,43 @@ func (v *VPC) AddSubnet(ipv4, ipv6 netip.Prefix) error {
 	if v.closed {
 		return errors.New("vpcsim: closed")
 	}
+	s, err := v.newSubnetLocked(ipv4, ipv6)
+	if err != nil {
+		return err
+	}
+	if err := v.addBridgeLocked(s); err != nil {
+		return err
+	}
+	v.subnets = append(v.subnets, s)
+	v.addVPCBlocks(s)
+	v.logf("vpcsim: subnet %s on %s (gateway %s)", s, s.bridge, strings.Trim(s.gw4.String()+" "+s.gw6.String(), " "))
+	return nil
+}
+
+// newSubnetLocked checks the prefixes (test ranges, sizes, no overlap with
+// another subnet) and returns the subnet's record with its gateways; its
+// bridge does not exist yet.
+func (v *VPC) newSubnetLocked(ipv4, ipv6 netip.Prefix) (*subnet, error) {
 	if !ipv4.IsValid() && !ipv6.IsValid() {
-		return errors.New("vpcsim: AddSubnet needs an IPv4 or an IPv6 prefix")
+		return nil, errors.New("vpcsim: AddSubnet needs an IPv4 or an IPv6 prefix")
 	}
 	s := &subnet{bridge: fmt.Sprintf("br%d", len(v.subnets)+1)}
 	if ipv4.IsValid() {
 		if err := checkPrefix(ipv4); err != nil {
-			return err
+			return nil, err
 		}
 		if !ipv4.Addr().Is4() || ipv4.Bits() > 28 {
-			return fmt.Errorf("vpcsim: subnet %s: need an IPv4 prefix of /28 or wider", ipv4)
+			return nil, fmt.Errorf("vpcsim: subnet %s: need an IPv4 prefix of /28 or wider", ipv4)
 		}
 		s.ipv4 = ipv4.Masked()
 		s.gw4 = s.ipv4.Addr().Next()
 	}
 	if ipv6.IsValid() {
 		if err := checkPrefix(ipv6); err != nil {
-			return err
+			return nil, err
 		}
 		if ipv6.Addr().Is4() || ipv6.Bits() > 64 {
-			return fmt.Errorf("vpcsim: subnet %s: need an IPv6 prefix of /64 or wider", ipv6)
+			return nil, fmt.Errorf("vpcsim: subnet %s: need an IPv6 prefix of /64 or wider", ipv6)
 		}
 		s.ipv6 = ipv6.Masked()
 		s.gw6 = s.ipv6.Addr().Next()
@@ -75,9 +92,15 @@ func (v *VPC) AddSubnet(ipv4, ipv6 netip.Prefix) error {
 	for _, o := range v.subnets {
 		if (s.ipv4.IsValid() && o.ipv4.IsValid() && s.ipv4.Overlaps(o.ipv4)) ||
 			(s.ipv6.IsValid() && o.ipv6.IsValid() && s.ipv6.Overlaps(o.ipv6)) {
-			return fmt.Errorf("vpcsim: subnet %s overlaps %s", s, o)
+			return nil, fmt.Errorf("vpcsim: subnet %s overlaps %s", s, o)
 		}
 	}
+	return s, nil
+}
+
+// addBridgeLocked creates s's bridge in the router with the gateway
+// addresses (and fe80:ec2::1 for IPv6) and sets it up.
+func (v *VPC) addBridgeLocked(s *subnet) error {
 	off := false
 	// A set gateway MAC: a bridge without one takes its lowest port's MAC,
 	// so plugging in an ENI could change it under the instance's neighbour
@@ -106,13 +129,7 @@ func (v *VPC) AddSubnet(ipv4, ipv6 netip.Prefix) error {
 	if err := addAddrs(v.router, s.bridge, addrs...); err != nil {
 		return err
 	}
-	if err := linkUp(v.router, s.bridge); err != nil {
-		return err
-	}
-	v.subnets = append(v.subnets, s)
-	v.addVPCBlocks(s)
-	v.logf("vpcsim: subnet %s on %s (gateway %s)", s, s.bridge, strings.Trim(s.gw4.String()+" "+s.gw6.String(), " "))
-	return nil
+	return linkUp(v.router, s.bridge)
 }
 
 // addVPCBlocks makes sure the VPC's CIDR blocks (what IMDS reports as

@@ -129,14 +129,27 @@ func (o Options) logf(format string, args ...any) {
 // routes the router to the remote host, starts the remote's echo listener,
 // the nftables tables and the fake IMDS. On error everything created so
 // far is removed.
-func New(o Options) (v *VPC, err error) {
+func New(o Options) (*VPC, error) {
 	start := time.Now()
 	if o.Prefix == "" {
 		o.Prefix = "vpcsim"
 	}
 	sweepStale(o.Prefix, o.logf)
-	base := nsutil.UniqueName(o.Prefix)
-	v = &VPC{
+	v := newVPC(nsutil.UniqueName(o.Prefix), o)
+	if err := v.build(); err != nil {
+		if cerr := v.Close(); cerr != nil {
+			err = fmt.Errorf("%w (and cleanup: %v)", err, cerr)
+		}
+		return nil, err
+	}
+	v.logf("vpcsim: bed %s up in %v (instance %s, router %s, remote %s)", v.base, time.Since(start).Round(time.Millisecond), v.Instance, v.Router, v.Remote)
+	return v, nil
+}
+
+// newVPC returns the record of a VPC whose namespaces are named after
+// base; nothing exists yet.
+func newVPC(base string, o Options) *VPC {
+	return &VPC{
 		Instance:   base + "-i",
 		Router:     base + "-r",
 		Remote:     base + "-h",
@@ -149,47 +162,41 @@ func New(o Options) (v *VPC, err error) {
 		enis:       map[string]*eni{},
 		nextPort:   1,
 	}
-	defer func() {
-		if err != nil {
-			if cerr := v.Close(); cerr != nil {
-				err = fmt.Errorf("%w (and cleanup: %v)", err, cerr)
-			}
-			v = nil
-		}
-	}()
+}
+
+// build creates what New promises, in order; on error New closes the VPC,
+// which removes whatever build created so far.
+func (v *VPC) build() (err error) {
 	for _, name := range []string{v.Router, v.Remote} {
 		h, err := nsutil.NewNamed(name)
 		if err != nil {
-			return v, fmt.Errorf("vpcsim: create namespace %s: %w", name, err)
+			return fmt.Errorf("vpcsim: create namespace %s: %w", name, err)
 		}
 		v.handles[name] = h
 	}
 	if v.router, err = netlink.NewHandleAt(v.handles[v.Router]); err != nil {
-		return v, fmt.Errorf("vpcsim: netlink in router: %w", err)
+		return fmt.Errorf("vpcsim: netlink in router: %w", err)
 	}
 	if v.def, err = v.newInstanceLocked(v.Instance, 0); err != nil {
-		return v, err
+		return err
 	}
 	if err := v.setSysctls(); err != nil {
-		return v, err
+		return err
 	}
 	if err := v.setupRemote(); err != nil {
-		return v, err
+		return err
 	}
 	if err := installRouterRuleset(v.handles[v.Router]); err != nil {
-		return v, fmt.Errorf("vpcsim: router nftables: %w", err)
+		return fmt.Errorf("vpcsim: router nftables: %w", err)
 	}
 	if err := v.startIMDSLocked(v.def); err != nil {
-		return v, err
+		return err
 	}
 	v.IMDS = v.def.IMDS
-	echo, err := startEcho(v.handles[v.Remote], EchoPort)
-	if err != nil {
-		return v, fmt.Errorf("vpcsim: remote echo listener: %w", err)
+	if v.echo, err = startEcho(v.handles[v.Remote], EchoPort); err != nil {
+		return fmt.Errorf("vpcsim: remote echo listener: %w", err)
 	}
-	v.echo = echo
-	v.logf("vpcsim: bed %s up in %v (instance %s, router %s, remote %s)", base, time.Since(start).Round(time.Millisecond), v.Instance, v.Router, v.Remote)
-	return v, nil
+	return nil
 }
 
 // NewForTest creates a VPC for t (skipping or, under CI, failing when not
