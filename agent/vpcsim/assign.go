@@ -76,18 +76,24 @@ func (v *VPC) assign(mac string, a netip.Addr, add bool) error {
 		}
 	}
 	if e.inIMDS {
-		switch {
-		case a.Is4() && add:
-			e.inst.IMDS.AssignIPv4(e.MAC, a.String())
-		case a.Is4():
-			e.inst.IMDS.UnassignIPv4(e.MAC, a.String())
-		case add:
-			e.inst.IMDS.AssignIPv6(e.MAC, a.String())
-		default:
-			e.inst.IMDS.UnassignIPv6(e.MAC, a.String())
-		}
+		e.tellIMDS(a, add)
 	}
 	return nil
+}
+
+// tellIMDS reports to the IMDS of e's instance that a was assigned to e
+// (add) or taken away.
+func (e *eni) tellIMDS(a netip.Addr, add bool) {
+	switch {
+	case a.Is4() && add:
+		e.inst.IMDS.AssignIPv4(e.MAC, a.String())
+	case a.Is4():
+		e.inst.IMDS.UnassignIPv4(e.MAC, a.String())
+	case add:
+		e.inst.IMDS.AssignIPv6(e.MAC, a.String())
+	default:
+		e.inst.IMDS.UnassignIPv6(e.MAC, a.String())
+	}
 }
 
 // AssignPrefix delegates an IPv4 (/28) or IPv6 (/80) prefix to an ENI.

@@ -60,25 +60,64 @@ func (v *VPC) AddDockerLikeBridge() (hostPort int, containerAddr netip.Addr, err
 	if v.container != nil {
 		return 0, netip.Addr{}, errors.New("vpcsim: the Docker-like bridge already exists")
 	}
-	inl := v.def.nl
+	if err := v.addContainerLocked(); err != nil {
+		return 0, netip.Addr{}, err
+	}
+	v.logf("vpcsim: Docker-like bridge docker0 %s, container %s, published port %d", DockerBridgeIPv4, DockerContainer, DockerHostPort)
+	return DockerHostPort, DockerContainer, nil
+}
+
+// addContainerLocked builds what AddDockerLikeBridge describes.
+func (v *VPC) addContainerLocked() error {
 	name := v.base + "-c"
 	ch, err := nsutil.NewNamed(name)
 	if err != nil {
-		return 0, netip.Addr{}, fmt.Errorf("vpcsim: container namespace: %w", err)
+		return fmt.Errorf("vpcsim: container namespace: %w", err)
 	}
 	// Registered at once so Close removes it whatever fails below.
 	v.handles[name] = ch
 	d := &dockerLike{ns: name}
 	v.container = d
 	if err := sysctl(ch, "net.ipv4.conf.all.rp_filter", "0"); err != nil {
-		return 0, netip.Addr{}, err
+		return err
 	}
+	if err := v.addDocker0Locked(ch); err != nil {
+		return err
+	}
+	cnl, err := netlink.NewHandleAt(ch)
+	if err != nil {
+		return err
+	}
+	defer cnl.Close()
+	if err := configureContainerLink(cnl); err != nil {
+		return err
+	}
+	if err := v.waitContainerLinkLocked(ch, cnl); err != nil {
+		return err
+	}
+	if d.echo, err = startEcho(ch, DockerContainerPort); err != nil {
+		return fmt.Errorf("vpcsim: container listener: %w", err)
+	}
+	if err := sysctl(v.handles[v.Instance], "net.ipv4.ip_forward", "1"); err != nil {
+		return err
+	}
+	if err := installDockerNAT(v.handles[v.Instance]); err != nil {
+		return fmt.Errorf("vpcsim: Docker-like DNAT: %w", err)
+	}
+	return nil
+}
+
+// addDocker0Locked creates, in the instance, the bridge docker0 with its
+// address and the veth vethc0 plugged into it, whose other end is eth0 in
+// the container namespace ch; docker0 and vethc0 are set up.
+func (v *VPC) addDocker0Locked(ch netns.NsHandle) error {
+	inl := v.def.nl
 	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "docker0"}}
 	if err := inl.LinkAdd(br); err != nil {
-		return 0, netip.Addr{}, fmt.Errorf("vpcsim: create docker0: %w", err)
+		return fmt.Errorf("vpcsim: create docker0: %w", err)
 	}
 	if err := addAddrs(inl, "docker0", DockerBridgeIPv4); err != nil {
-		return 0, netip.Addr{}, err
+		return err
 	}
 	veth := &netlink.Veth{
 		LinkAttrs:     netlink.LinkAttrs{Name: "vethc0", Index: routerIndexBase}, // see routerIndexBase
@@ -86,38 +125,39 @@ func (v *VPC) AddDockerLikeBridge() (hostPort int, containerAddr netip.Addr, err
 		PeerNamespace: netlink.NsFd(int(ch)),
 	}
 	if err := inl.LinkAdd(veth); err != nil {
-		return 0, netip.Addr{}, fmt.Errorf("vpcsim: create container veth: %w", err)
+		return fmt.Errorf("vpcsim: create container veth: %w", err)
 	}
 	hostEnd, err := inl.LinkByName("vethc0")
 	if err != nil {
-		return 0, netip.Addr{}, err
+		return err
 	}
 	dockerBr, err := inl.LinkByName("docker0")
 	if err != nil {
-		return 0, netip.Addr{}, err
+		return err
 	}
 	if err := inl.LinkSetMaster(hostEnd, dockerBr); err != nil {
-		return 0, netip.Addr{}, fmt.Errorf("vpcsim: plug vethc0 into docker0: %w", err)
+		return fmt.Errorf("vpcsim: plug vethc0 into docker0: %w", err)
 	}
 	for _, l := range []netlink.Link{hostEnd, dockerBr} {
 		if err := inl.LinkSetUp(l); err != nil {
-			return 0, netip.Addr{}, fmt.Errorf("vpcsim: set %s up: %w", l.Attrs().Name, err)
+			return fmt.Errorf("vpcsim: set %s up: %w", l.Attrs().Name, err)
 		}
 	}
-	cnl, err := netlink.NewHandleAt(ch)
-	if err != nil {
-		return 0, netip.Addr{}, err
-	}
-	defer cnl.Close()
+	return nil
+}
+
+// configureContainerLink gives the container's eth0 (cnl: netlink in the
+// container) its address, sets it up and routes by default via docker0.
+func configureContainerLink(cnl *netlink.Handle) error {
 	if err := addAddrs(cnl, "eth0", netip.PrefixFrom(DockerContainer, DockerBridgeIPv4.Bits())); err != nil {
-		return 0, netip.Addr{}, err
+		return err
 	}
 	if err := linkUp(cnl, "eth0"); err != nil {
-		return 0, netip.Addr{}, err
+		return err
 	}
 	cl, err := cnl.LinkByName("eth0")
 	if err != nil {
-		return 0, netip.Addr{}, err
+		return err
 	}
 	def := &netlink.Route{
 		LinkIndex: cl.Attrs().Index,
@@ -125,38 +165,32 @@ func (v *VPC) AddDockerLikeBridge() (hostPort int, containerAddr netip.Addr, err
 		Gw:        net.IP(DockerBridgeIPv4.Addr().AsSlice()),
 	}
 	if err := cnl.RouteAdd(def); err != nil {
-		return 0, netip.Addr{}, fmt.Errorf("vpcsim: container default route: %w", err)
+		return fmt.Errorf("vpcsim: container default route: %w", err)
 	}
+	return nil
+}
+
+// waitContainerLinkLocked waits until the container's link (ch, cnl: the
+// container namespace and netlink in it) works end to end.
+func (v *VPC) waitContainerLinkLocked(ch netns.NsHandle, cnl *netlink.Handle) error {
+	inl := v.def.nl
 	// Docker was running long before ec2net: wait until the kernel has
 	// the container's link fully up, as a booted host would.
 	if err := fastNeighRetrans(v.handles[v.Instance], "docker0"); err != nil {
-		return 0, netip.Addr{}, err
+		return err
 	}
 	if err := fastNeighRetrans(ch, "eth0"); err != nil {
-		return 0, netip.Addr{}, err
+		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), linkReadyTimeout)
 	defer cancel()
 	if err := waitOperUp(ctx, cnl, "eth0"); err != nil {
-		return 0, netip.Addr{}, err
+		return err
 	}
 	if err := waitOperUp(ctx, inl, "vethc0"); err != nil {
-		return 0, netip.Addr{}, err
+		return err
 	}
-	if err := waitPortForwarding(ctx, v.handles[v.Instance], inl, "vethc0"); err != nil {
-		return 0, netip.Addr{}, err
-	}
-	if d.echo, err = startEcho(ch, DockerContainerPort); err != nil {
-		return 0, netip.Addr{}, fmt.Errorf("vpcsim: container listener: %w", err)
-	}
-	if err := sysctl(v.handles[v.Instance], "net.ipv4.ip_forward", "1"); err != nil {
-		return 0, netip.Addr{}, err
-	}
-	if err := installDockerNAT(v.handles[v.Instance]); err != nil {
-		return 0, netip.Addr{}, fmt.Errorf("vpcsim: Docker-like DNAT: %w", err)
-	}
-	v.logf("vpcsim: Docker-like bridge docker0 %s, container %s, published port %d", DockerBridgeIPv4, DockerContainer, DockerHostPort)
-	return DockerHostPort, DockerContainer, nil
+	return waitPortForwarding(ctx, v.handles[v.Instance], inl, "vethc0")
 }
 
 // ProbePublishedPort connects from inside the instance to its primary IPv4

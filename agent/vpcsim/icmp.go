@@ -62,6 +62,12 @@ func echoICMP(ctx context.Context, h netns.NsHandle, src, dst netip.Addr) error 
 	if _, err := conn.WriteTo(req, &net.IPAddr{IP: net.IP(dst.AsSlice())}); err != nil {
 		return err
 	}
+	return awaitEchoReply(conn, proto, reply, dst, id, token)
+}
+
+// awaitEchoReply reads conn until the echo reply of type reply from dst
+// carrying id and token arrives, or conn's deadline passes.
+func awaitEchoReply(conn net.PacketConn, proto int, reply icmp.Type, dst netip.Addr, id int, token []byte) error {
 	buf := make([]byte, 1500)
 	for {
 		n, peer, err := conn.ReadFrom(buf)

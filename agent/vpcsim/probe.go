@@ -200,29 +200,12 @@ func (i *Instance) ProbeInbound(ctx context.Context, dst netip.Addr) (ProbeResul
 	if err := waitUsable(ctx, ih, dst); err != nil {
 		return ProbeResult{}, fmt.Errorf("inbound to %s: %w", dst, err)
 	}
-	var ln net.Listener
-	err = nsutil.Do(ih, func() error {
-		var err error
-		ln, err = net.Listen("tcp", netip.AddrPortFrom(dst, 0).String())
-		return err
-	})
+	ln, seenc, err := answerOnce(ih, dst)
 	if err != nil {
 		return ProbeResult{}, fmt.Errorf("inbound to %s: listen in the instance (is %s assigned and not tentative?): %w", dst, dst, err)
 	}
 	defer ln.Close()
 	port := ln.Addr().(*net.TCPAddr).Port
-	seenc := make(chan netip.Addr, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			close(seenc)
-			return
-		}
-		defer c.Close()
-		seen := c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr().Unmap()
-		fmt.Fprintf(c, "%s\n", seen)
-		seenc <- seen
-	}()
 	target := netip.AddrPortFrom(dst, uint16(port))
 	start := time.Now()
 	conn, err := dialIn(ctx, rh, netip.Addr{}, target)
@@ -245,6 +228,35 @@ func (i *Instance) ProbeInbound(ctx context.Context, dst netip.Addr) (ProbeResul
 	case <-ctx.Done():
 		return ProbeResult{}, fmt.Errorf("TCP remote -> %s: %w", target, ctx.Err())
 	}
+}
+
+// answerOnce listens in namespace h on dst (a free port) and answers the
+// first connection with the source address it came from, which it also
+// sends on the returned channel (closed instead when accepting fails).
+// The caller closes the listener.
+func answerOnce(h netns.NsHandle, dst netip.Addr) (net.Listener, <-chan netip.Addr, error) {
+	var ln net.Listener
+	err := nsutil.Do(h, func() error {
+		var err error
+		ln, err = net.Listen("tcp", netip.AddrPortFrom(dst, 0).String())
+		return err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	seenc := make(chan netip.Addr, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			close(seenc)
+			return
+		}
+		defer c.Close()
+		seen := c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr().Unmap()
+		fmt.Fprintf(c, "%s\n", seen)
+		seenc <- seen
+	}()
+	return ln, seenc, nil
 }
 
 // ProbeICMP pings the remote host once from the (first) instance with

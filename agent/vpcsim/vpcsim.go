@@ -28,10 +28,8 @@
 package vpcsim
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -131,14 +129,27 @@ func (o Options) logf(format string, args ...any) {
 // routes the router to the remote host, starts the remote's echo listener,
 // the nftables tables and the fake IMDS. On error everything created so
 // far is removed.
-func New(o Options) (v *VPC, err error) {
+func New(o Options) (*VPC, error) {
 	start := time.Now()
 	if o.Prefix == "" {
 		o.Prefix = "vpcsim"
 	}
 	sweepStale(o.Prefix, o.logf)
-	base := nsutil.UniqueName(o.Prefix)
-	v = &VPC{
+	v := newVPC(nsutil.UniqueName(o.Prefix), o)
+	if err := v.build(); err != nil {
+		if cerr := v.Close(); cerr != nil {
+			err = fmt.Errorf("%w (and cleanup: %v)", err, cerr)
+		}
+		return nil, err
+	}
+	v.logf("vpcsim: bed %s up in %v (instance %s, router %s, remote %s)", v.base, time.Since(start).Round(time.Millisecond), v.Instance, v.Router, v.Remote)
+	return v, nil
+}
+
+// newVPC returns the record of a VPC whose namespaces are named after
+// base; nothing exists yet.
+func newVPC(base string, o Options) *VPC {
+	return &VPC{
 		Instance:   base + "-i",
 		Router:     base + "-r",
 		Remote:     base + "-h",
@@ -151,47 +162,41 @@ func New(o Options) (v *VPC, err error) {
 		enis:       map[string]*eni{},
 		nextPort:   1,
 	}
-	defer func() {
-		if err != nil {
-			if cerr := v.Close(); cerr != nil {
-				err = fmt.Errorf("%w (and cleanup: %v)", err, cerr)
-			}
-			v = nil
-		}
-	}()
+}
+
+// build creates what New promises, in order; on error New closes the VPC,
+// which removes whatever build created so far.
+func (v *VPC) build() (err error) {
 	for _, name := range []string{v.Router, v.Remote} {
 		h, err := nsutil.NewNamed(name)
 		if err != nil {
-			return v, fmt.Errorf("vpcsim: create namespace %s: %w", name, err)
+			return fmt.Errorf("vpcsim: create namespace %s: %w", name, err)
 		}
 		v.handles[name] = h
 	}
 	if v.router, err = netlink.NewHandleAt(v.handles[v.Router]); err != nil {
-		return v, fmt.Errorf("vpcsim: netlink in router: %w", err)
+		return fmt.Errorf("vpcsim: netlink in router: %w", err)
 	}
 	if v.def, err = v.newInstanceLocked(v.Instance, 0); err != nil {
-		return v, err
+		return err
 	}
 	if err := v.setSysctls(); err != nil {
-		return v, err
+		return err
 	}
 	if err := v.setupRemote(); err != nil {
-		return v, err
+		return err
 	}
 	if err := installRouterRuleset(v.handles[v.Router]); err != nil {
-		return v, fmt.Errorf("vpcsim: router nftables: %w", err)
+		return fmt.Errorf("vpcsim: router nftables: %w", err)
 	}
 	if err := v.startIMDSLocked(v.def); err != nil {
-		return v, err
+		return err
 	}
 	v.IMDS = v.def.IMDS
-	echo, err := startEcho(v.handles[v.Remote], EchoPort)
-	if err != nil {
-		return v, fmt.Errorf("vpcsim: remote echo listener: %w", err)
+	if v.echo, err = startEcho(v.handles[v.Remote], EchoPort); err != nil {
+		return fmt.Errorf("vpcsim: remote echo listener: %w", err)
 	}
-	v.echo = echo
-	v.logf("vpcsim: bed %s up in %v (instance %s, router %s, remote %s)", base, time.Since(start).Round(time.Millisecond), v.Instance, v.Router, v.Remote)
-	return v, nil
+	return nil
 }
 
 // NewForTest creates a VPC for t (skipping or, under CI, failing when not
@@ -295,211 +300,6 @@ func (v *VPC) handleLocked(ns string) (netns.NsHandle, error) {
 	return h, nil
 }
 
-// Sysctl writes /proc/sys/<key> inside namespace ns. key may use dots
-// (net.ipv4.conf.all.rp_filter) or slashes; with dots, a link name that
-// contains dots must be written with slashes instead.
-func (v *VPC) Sysctl(ns, key, value string) error {
-	h, err := v.Handle(ns)
-	if err != nil {
-		return err
-	}
-	return sysctl(h, key, value)
-}
-
-func sysctl(h netns.NsHandle, key, value string) error {
-	path := key
-	if !strings.Contains(path, "/") {
-		path = strings.ReplaceAll(path, ".", "/")
-	}
-	path = filepath.Join("/proc/sys", path)
-	// /proc/sys/net resolves to the namespace of the thread that opens it.
-	return nsutil.Do(h, func() error {
-		if err := os.WriteFile(path, []byte(value), 0o644); err != nil {
-			return fmt.Errorf("vpcsim: sysctl %s=%s: %w", key, value, err)
-		}
-		return nil
-	})
-}
-
-// commonSysctls are set in every namespace: new namespaces inherit IPv4
-// settings from the root namespace, so everything the simulation depends
-// on is set explicitly.
-var commonSysctls = [][2]string{
-	{"net.ipv4.conf.all.rp_filter", "0"},
-	{"net.ipv4.conf.default.rp_filter", "0"},
-	{"net.ipv4.conf.all.arp_ignore", "0"},
-	{"net.ipv4.conf.default.arp_ignore", "0"},
-	{"net.ipv4.conf.all.arp_announce", "0"},
-	{"net.ipv4.conf.default.arp_announce", "0"},
-	{"net.ipv6.conf.all.disable_ipv6", "0"},
-	{"net.ipv6.conf.default.disable_ipv6", "0"},
-}
-
-// instanceSysctls are an instance's settings (see Options.NoDAD).
-func instanceSysctls(noDAD bool) [][2]string {
-	instance := append([][2]string{
-		{"net.ipv4.ip_forward", "0"},
-		{"net.ipv6.conf.all.forwarding", "0"},
-		// The simulated VPC sends no router advertisements; the primary's
-		// IPv6 default route is installed as a DHCP/RA client would.
-		{"net.ipv6.conf.default.accept_ra", "0"},
-	}, commonSysctls...)
-	if noDAD {
-		instance = append(instance,
-			[2]string{"net.ipv6.conf.all.accept_dad", "0"},
-			[2]string{"net.ipv6.conf.default.accept_dad", "0"})
-	}
-	return instance
-}
-
-// setSysctls sets the router's and the remote's (instances set theirs
-// when created).
-func (v *VPC) setSysctls() error {
-	router := append([][2]string{
-		{"net.ipv4.ip_forward", "1"},
-		{"net.ipv6.conf.all.forwarding", "1"},
-		{"net.ipv6.conf.default.forwarding", "1"},
-		{"net.ipv6.conf.all.accept_dad", "0"},
-		{"net.ipv6.conf.default.accept_dad", "0"},
-	}, commonSysctls...)
-	remote := append([][2]string{
-		{"net.ipv4.ip_forward", "0"},
-		{"net.ipv6.conf.all.forwarding", "0"},
-		{"net.ipv6.conf.all.accept_dad", "0"},
-		{"net.ipv6.conf.default.accept_dad", "0"},
-	}, commonSysctls...)
-	for _, set := range []struct {
-		ns   string
-		keys [][2]string
-	}{{v.Router, router}, {v.Remote, remote}} {
-		for _, kv := range set.keys {
-			if err := sysctl(v.handles[set.ns], kv[0], kv[1]); err != nil {
-				return fmt.Errorf("%s: %w", set.ns, err)
-			}
-		}
-	}
-	return nil
-}
-
-// setupRemote links the router to the remote host: a veth "uplink" in the
-// router, "eth0" in Remote, with the remote's default routes via the
-// router.
-func (v *VPC) setupRemote() error {
-	remoteNS := v.handles[v.Remote]
-	uplink := &netlink.Veth{
-		LinkAttrs:     netlink.LinkAttrs{Name: "uplink", Index: routerIndexBase},
-		PeerName:      "eth0",
-		PeerNamespace: netlink.NsFd(int(remoteNS)),
-	}
-	if err := v.router.LinkAdd(uplink); err != nil {
-		return fmt.Errorf("vpcsim: create remote link: %w", err)
-	}
-	if err := addAddrs(v.router, "uplink", routerUplinkIPv4, routerUplinkIPv6); err != nil {
-		return err
-	}
-	if err := fastNeighRetrans(v.handles[v.Router], "uplink"); err != nil {
-		return err
-	}
-	if err := fastNeighRetrans(remoteNS, "eth0"); err != nil {
-		return err
-	}
-	if err := linkUp(v.router, "uplink"); err != nil {
-		return err
-	}
-	remote, err := netlink.NewHandleAt(remoteNS)
-	if err != nil {
-		return fmt.Errorf("vpcsim: netlink in remote: %w", err)
-	}
-	defer remote.Close()
-	if err := addAddrs(remote, "eth0",
-		netip.PrefixFrom(v.RemoteIPv4, routerUplinkIPv4.Bits()),
-		netip.PrefixFrom(v.RemoteIPv6, routerUplinkIPv6.Bits())); err != nil {
-		return err
-	}
-	if err := linkUp(remote, "eth0"); err != nil {
-		return err
-	}
-	link, err := remote.LinkByName("eth0")
-	if err != nil {
-		return err
-	}
-	for _, gw := range []netip.Addr{routerUplinkIPv4.Addr(), routerUplinkIPv6.Addr()} {
-		r := &netlink.Route{LinkIndex: link.Attrs().Index, Gw: net.IP(gw.AsSlice())}
-		if gw.Is4() {
-			r.Dst = &net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)}
-		} else {
-			r.Dst = &net.IPNet{IP: net.IPv6zero, Mask: net.CIDRMask(0, 128)}
-		}
-		if err := remote.RouteReplace(r); err != nil {
-			return fmt.Errorf("vpcsim: remote default route via %s: %w", gw, err)
-		}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), linkReadyTimeout)
-	defer cancel()
-	if err := waitOperUp(ctx, v.router, "uplink"); err != nil {
-		return err
-	}
-	return waitOperUp(ctx, remote, "eth0")
-}
-
-// fastNeighRetrans shortens the neighbour solicitation retry of one link
-// from a second to 100 ms. A veth's carrier reaches the bridge port and
-// IPv6 addrconf through the kernel's linkwatch work, which on a busy
-// machine lags behind "link up" by up to hundreds of milliseconds; the
-// first ARP request or solicitation sent meanwhile is lost, and with the
-// default retry a probe of a freshly configured link would time out. (New
-// namespaces have no neigh/default sysctls: it is set per link.)
-func fastNeighRetrans(h netns.NsHandle, link string) error {
-	for _, fam := range []string{"ipv4", "ipv6"} {
-		if err := sysctl(h, "net/"+fam+"/neigh/"+link+"/retrans_time_ms", "100"); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// linkReadyTimeout bounds waiting for the kernel to report a link usable.
-const linkReadyTimeout = 5 * time.Second
-
-// waitOperUp polls until the link's operational state is up: only then
-// have the bridge (for a port) and IPv6 addrconf seen its carrier.
-func waitOperUp(ctx context.Context, h *netlink.Handle, name string) error {
-	for {
-		l, err := h.LinkByName(name)
-		if err != nil {
-			return fmt.Errorf("vpcsim: link %s: %w", name, err)
-		}
-		if l.Attrs().OperState == netlink.OperUp {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("vpcsim: link %s not operational (state %s): %w", name, l.Attrs().OperState, ctx.Err())
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
-}
-
-// waitPortForwarding polls until the bridge port in namespace h forwards
-// frames (its STP state, read through netlink).
-func waitPortForwarding(ctx context.Context, h netns.NsHandle, nl *netlink.Handle, port string) error {
-	l, err := nl.LinkByName(port)
-	if err != nil {
-		return fmt.Errorf("vpcsim: bridge port %s: %w", port, err)
-	}
-	for {
-		state, err := bridgePortState(h, l.Attrs().Index)
-		if err == nil && state == brStateForwarding {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("vpcsim: bridge port %s not forwarding (state %d, %v): %w", port, state, err, ctx.Err())
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
-}
-
 // sweepStale deletes namespaces that an earlier, dead process created with
 // the same prefix (names "<prefix>-<pid>-<seq>-<role>"), so crashed runs do
 // not accumulate.
@@ -537,42 +337,4 @@ func sweepStale(prefix string, logf func(string, ...any)) {
 			logf("vpcsim: removed stale namespace file %s", e.Name())
 		}
 	}
-}
-
-func linkUp(h *netlink.Handle, name string) error {
-	l, err := h.LinkByName(name)
-	if err != nil {
-		return fmt.Errorf("vpcsim: link %s: %w", name, err)
-	}
-	if err := h.LinkSetUp(l); err != nil {
-		return fmt.Errorf("vpcsim: set %s up: %w", name, err)
-	}
-	return nil
-}
-
-// addAddrs adds addresses to a link; IPv6 ones without duplicate address
-// detection (the simulator's own addresses must work at once).
-func addAddrs(h *netlink.Handle, name string, prefixes ...netip.Prefix) error {
-	l, err := h.LinkByName(name)
-	if err != nil {
-		return fmt.Errorf("vpcsim: link %s: %w", name, err)
-	}
-	for _, p := range prefixes {
-		a := &netlink.Addr{IPNet: ipNet(p)}
-		if p.Addr().Is6() {
-			a.Flags = nodadFlag
-		}
-		if err := h.AddrReplace(l, a); err != nil {
-			return fmt.Errorf("vpcsim: add %s to %s: %w", p, name, err)
-		}
-	}
-	return nil
-}
-
-func ipNet(p netip.Prefix) *net.IPNet {
-	return &net.IPNet{IP: net.IP(p.Addr().AsSlice()), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
-}
-
-func hostPrefix(a netip.Addr) netip.Prefix {
-	return netip.PrefixFrom(a, a.BitLen())
 }

@@ -62,6 +62,20 @@ var (
 	subnetB6 = netip.MustParsePrefix("2001:db8:0:2::/64")
 )
 
+// The ENIs of the first instance when ec2net first runs: the primary,
+// configured by DHCP at boot, and two hot-attached ones.
+var (
+	primaryENI = vpcsim.ENISpec{Name: "eth0", MAC: "02:ec:20:00:00:01", ID: "eni-0a000000000000001", Device: 0,
+		SubnetIPv4: subnetA, SubnetIPv6: subnetA6, IPv4: vpcsim.Addrs("100.64.1.10", "100.64.1.11"), IPv6: vpcsim.Addrs("2001:db8:0:1::10")}
+	secondENI = vpcsim.ENISpec{Name: "eth1", MAC: "02:ec:20:00:00:02", ID: "eni-0a000000000000002", Device: 1,
+		SubnetIPv4: subnetB, SubnetIPv6: subnetB6,
+		IPv4: vpcsim.Addrs("100.64.2.10", "100.64.2.11", "100.64.2.12"), IPv6: vpcsim.Addrs("2001:db8:0:2::10", "2001:db8:0:2::11")}
+	thirdENI = vpcsim.ENISpec{Name: "eth2", MAC: "02:ec:20:00:00:03", ID: "eni-0a000000000000003", Device: 2,
+		SubnetIPv4: subnetA, IPv4: vpcsim.Addrs("100.64.1.20", "100.64.1.21"),
+		IPv4Prefixes: []netip.Prefix{netip.MustParsePrefix("100.64.1.48/28")}}
+)
+
+// demo runs the story of the package comment, one phase per function.
 func demo(ctx context.Context, bin string) error {
 
 	step("Building a simulated VPC (instance, VPC router with source/destination check and fake IMDS, remote host)")
@@ -69,51 +83,79 @@ func demo(ctx context.Context, bin string) error {
 	if err != nil {
 		return err
 	}
-	defer func() {
-		step("Tearing down")
-		if err := vpc.Close(); err != nil {
-			fmt.Fprintf(os.Stderr, "teardown: %v\n", err)
-		} else {
-			fmt.Println("  all namespaces removed")
-		}
-	}()
+	defer teardown(vpc)
+	if err := launchENIs(vpc); err != nil {
+		return err
+	}
+	fmt.Printf("  instance namespace %s: eth0 (primary, DHCP-configured), eth1 and eth2 hot-attached, down, no addresses\n", vpc.Instance)
+
+	all := append(append(append([]netip.Addr{}, primaryENI.IPv4...), secondENI.IPv4...), thirdENI.IPv4...)
+	all = append(append(all, primaryENI.IPv6...), secondENI.IPv6...)
+
+	step("Before ec2net: only the primary's DHCP address works; the attached ENIs are down with no addresses")
+	probeAll(ctx, vpc, all)
+	if err := fixByHand(ctx, vpc); err != nil {
+		return err
+	}
+
+	stateDir, err := os.MkdirTemp("", "ec2net-demo-state-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(stateDir)
+	if err := applyAndCleanup(ctx, vpc, ec2netIn(ctx, vpc, bin, stateDir), all); err != nil {
+		return err
+	}
+
+	a, err := hotAttach(ctx, vpc, bin, stateDir, append(append([]netip.Addr{}, secondENI.IPv4...), thirdENI.IPv4...))
+	if err != nil {
+		return err
+	}
+	defer a.stop()
+	if err := move(ctx, vpc, a, bin, stateDir); err != nil {
+		return err
+	}
+	fmt.Println("\nDemo complete: one `ec2net apply` configured every ENI; the daemon configured a hot-attached ENI")
+	fmt.Println("without anyone running apply, and followed it when it moved to another instance.")
+	return nil
+}
+
+func teardown(vpc *vpcsim.VPC) {
+	step("Tearing down")
+	if err := vpc.Close(); err != nil {
+		fmt.Fprintf(os.Stderr, "teardown: %v\n", err)
+	} else {
+		fmt.Println("  all namespaces removed")
+	}
+}
+
+// launchENIs adds the two subnets, launches the primary ENI and
+// hot-attaches the other two.
+func launchENIs(vpc *vpcsim.VPC) error {
 	if err := vpc.AddSubnet(subnetA, subnetA6); err != nil {
 		return err
 	}
 	if err := vpc.AddSubnet(subnetB, subnetB6); err != nil {
 		return err
 	}
-	primary := vpcsim.ENISpec{Name: "eth0", MAC: "02:ec:20:00:00:01", ID: "eni-0a000000000000001", Device: 0,
-		SubnetIPv4: subnetA, SubnetIPv6: subnetA6, IPv4: vpcsim.Addrs("100.64.1.10", "100.64.1.11"), IPv6: vpcsim.Addrs("2001:db8:0:1::10")}
-	if err := vpc.LaunchPrimary(primary); err != nil {
+	if err := vpc.LaunchPrimary(primaryENI); err != nil {
 		return err
 	}
-	second := vpcsim.ENISpec{Name: "eth1", MAC: "02:ec:20:00:00:02", ID: "eni-0a000000000000002", Device: 1,
-		SubnetIPv4: subnetB, SubnetIPv6: subnetB6,
-		IPv4: vpcsim.Addrs("100.64.2.10", "100.64.2.11", "100.64.2.12"), IPv6: vpcsim.Addrs("2001:db8:0:2::10", "2001:db8:0:2::11")}
-	if err := vpc.Attach(second); err != nil {
+	if err := vpc.Attach(secondENI); err != nil {
 		return err
 	}
-	third := vpcsim.ENISpec{Name: "eth2", MAC: "02:ec:20:00:00:03", ID: "eni-0a000000000000003", Device: 2,
-		SubnetIPv4: subnetA, IPv4: vpcsim.Addrs("100.64.1.20", "100.64.1.21"),
-		IPv4Prefixes: []netip.Prefix{netip.MustParsePrefix("100.64.1.48/28")}}
-	if err := vpc.Attach(third); err != nil {
-		return err
-	}
-	fmt.Printf("  instance namespace %s: eth0 (primary, DHCP-configured), eth1 and eth2 hot-attached, down, no addresses\n", vpc.Instance)
+	return vpc.Attach(thirdENI)
+}
 
-	all := append(append(append([]netip.Addr{}, primary.IPv4...), second.IPv4...), third.IPv4...)
-	all = append(append(all, primary.IPv6...), second.IPv6...)
-
-	step("Before ec2net: only the primary's DHCP address works; the attached ENIs are down with no addresses")
-	probeAll(ctx, vpc, all)
-
+// fixByHand configures eth1 as the EC2 docs say, shows the VPC router
+// dropping its traffic, and undoes it.
+func fixByHand(ctx context.Context, vpc *vpcsim.VPC) error {
 	step("Fixing eth1 by hand, as the EC2 docs say (address + link up), without policy routing")
 	fmt.Println("  # ip addr add 100.64.2.10/24 dev eth1; ip link set eth1 up    (done through netlink)")
 	if err := handConfigure(vpc, "eth1", netip.MustParsePrefix("100.64.2.10/24"), true); err != nil {
 		return err
 	}
-	probeAll(ctx, vpc, second.IPv4[:1])
+	probeAll(ctx, vpc, secondENI.IPv4[:1])
 	if drops, err := vpc.Drops(); err == nil {
 		var lines []string
 		for _, l := range strings.Split(drops, "\n") {
@@ -127,13 +169,14 @@ func demo(ctx context.Context, bin string) error {
 		return err
 	}
 	fmt.Println("  (hand configuration undone)")
+	return nil
+}
 
-	stateDir, err := os.MkdirTemp("", "ec2net-demo-state-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(stateDir)
-	ec2net := func(args ...string) (string, error) {
+// ec2netIn returns a function running the ec2net binary in the instance
+// namespace against the fake IMDS, with the demo's state directory and an
+// empty configuration; it returns the combined output.
+func ec2netIn(ctx context.Context, vpc *vpcsim.VPC, bin, stateDir string) func(args ...string) (string, error) {
+	return func(args ...string) (string, error) {
 		argv := append([]string{bin}, args...)
 		argv = append(argv, "--imds-endpoint", "http://169.254.169.254", "--state-dir", stateDir, "--config", "/dev/null")
 		cmd, err := vpc.CommandContext(ctx, vpc.Instance, argv...)
@@ -143,7 +186,11 @@ func demo(ctx context.Context, bin string) error {
 		out, err := cmd.CombinedOutput()
 		return string(out), err
 	}
+}
 
+// applyAndCleanup runs ec2net apply, status, apply again and cleanup,
+// probing every address in all after the first apply.
+func applyAndCleanup(ctx context.Context, vpc *vpcsim.VPC, ec2net func(args ...string) (string, error), all []netip.Addr) error {
 	step("ec2net apply (in the instance namespace " + vpc.Instance + ")")
 	out, err := ec2net("apply", "--wait", "10s")
 	fmt.Print(indent(out))
@@ -180,17 +227,6 @@ func demo(ctx context.Context, bin string) error {
 		return fmt.Errorf("IMDS unreachable after cleanup: %v", err)
 	}
 	fmt.Println("  eth0 and IMDS still work after cleanup")
-
-	a, err := hotAttach(ctx, vpc, bin, stateDir, append(append([]netip.Addr{}, second.IPv4...), third.IPv4...))
-	if err != nil {
-		return err
-	}
-	defer a.stop()
-	if err := move(ctx, vpc, a, bin, stateDir); err != nil {
-		return err
-	}
-	fmt.Println("\nDemo complete: one `ec2net apply` configured every ENI; the daemon configured a hot-attached ENI")
-	fmt.Println("without anyone running apply, and followed it when it moved to another instance.")
 	return nil
 }
 

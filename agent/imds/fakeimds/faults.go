@@ -171,35 +171,46 @@ func (s *Server) injectFault(w http.ResponseWriter, r *http.Request, f Fault) bo
 			hijackAndClose(w, false)
 		}
 	case FaultGarbage:
-		b := make([]byte, 32+rand.IntN(64))
-		for i := range b {
-			// Control characters and bytes >= 0x7f: nothing printable.
-			if c := byte(rand.IntN(0x20 + 0x81)); c < 0x20 {
-				b[i] = c
-			} else {
-				b[i] = c - 0x20 + 0x7f
-			}
-		}
-		w.Header().Set("Content-Type", "text/plain")
-		w.Header().Set("Content-Length", fmt.Sprint(len(b)))
-		w.WriteHeader(http.StatusOK)
-		_, _ = w.Write(b)
+		writeGarbage(w)
 	case FaultTruncated:
-		conn, buf := hijack(w)
-		if conn == nil {
-			return true
-		}
-		body := "100.64."
-		fmt.Fprintf(buf, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\nServer: EC2ws\r\n\r\n%s",
-			len(body)+64, body)
-		_ = buf.Flush()
-		conn.Close()
+		writeTruncated(w)
 	case FaultReset:
 		hijackAndClose(w, true)
 	default:
 		writeError(w, http.StatusInternalServerError)
 	}
 	return true
+}
+
+// writeGarbage answers 200 with a body of random unprintable bytes.
+func writeGarbage(w http.ResponseWriter) {
+	b := make([]byte, 32+rand.IntN(64))
+	for i := range b {
+		// Control characters and bytes >= 0x7f: nothing printable.
+		if c := byte(rand.IntN(0x20 + 0x81)); c < 0x20 {
+			b[i] = c
+		} else {
+			b[i] = c - 0x20 + 0x7f
+		}
+	}
+	w.Header().Set("Content-Type", "text/plain")
+	w.Header().Set("Content-Length", fmt.Sprint(len(b)))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(b)
+}
+
+// writeTruncated answers 200 with a Content-Length 64 bytes longer than
+// the body it sends before closing the connection.
+func writeTruncated(w http.ResponseWriter) {
+	conn, buf := hijack(w)
+	if conn == nil {
+		return
+	}
+	body := "100.64."
+	fmt.Fprintf(buf, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\nServer: EC2ws\r\n\r\n%s",
+		len(body)+64, body)
+	_ = buf.Flush()
+	conn.Close()
 }
 
 func hijack(w http.ResponseWriter) (net.Conn, *bufio.ReadWriter) {

@@ -96,21 +96,8 @@ func (s *Server) respond(r *http.Request) reply {
 		status, tok, ttl := s.issueToken(r)
 		return reply{status: status, body: tok, ttl: ttl}
 	}
-	switch r.Method {
-	case http.MethodGet, http.MethodHead:
-	case http.MethodPut:
-		// IMDS refuses token PUTs to anything but /latest/api/token
-		// (dated versions included) with 403.
-		return reply{status: http.StatusForbidden}
-	default:
-		return reply{status: http.StatusMethodNotAllowed}
-	}
-	tok := r.Header.Get(TokenHeader)
-	if status, ok := s.rejected[tok]; ok && tok != "" {
+	if status, refused := s.refusal(r); refused {
 		return reply{status: status}
-	}
-	if !s.validToken(tok) {
-		return reply{status: http.StatusUnauthorized}
 	}
 	var rel string
 	switch {
@@ -151,6 +138,29 @@ func (s *Server) respond(r *http.Request) reply {
 		return reply{status: http.StatusOK, body: n.listing(skip)}
 	}
 	return reply{status: http.StatusOK, body: n.value}
+}
+
+// refusal returns the status a metadata request (not a token request) is
+// refused with: a method other than GET and HEAD, a token RejectTokens
+// rejected, or one missing, unknown or expired; caller holds s.mu.
+func (s *Server) refusal(r *http.Request) (status int, refused bool) {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+	case http.MethodPut:
+		// IMDS refuses token PUTs to anything but /latest/api/token
+		// (dated versions included) with 403.
+		return http.StatusForbidden, true
+	default:
+		return http.StatusMethodNotAllowed, true
+	}
+	tok := r.Header.Get(TokenHeader)
+	if status, ok := s.rejected[tok]; ok && tok != "" {
+		return status, true
+	}
+	if !s.validToken(tok) {
+		return http.StatusUnauthorized, true
+	}
+	return 0, false
 }
 
 // writeError answers with a status and the small HTML page IMDS sends

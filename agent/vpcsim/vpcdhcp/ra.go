@@ -22,32 +22,8 @@ var allNodes = netip.MustParseAddr("ff02::1")
 // router solicitations, answers each at once and advertises every
 // RAInterval (and once at start). Call inside nsutil.Do.
 func (s *Server) startRA(ifi *net.Interface) error {
-	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
-		var serr error
-		err := c.Control(func(fd uintptr) {
-			serr = unix.BindToDevice(int(fd), ifi.Name)
-		})
-		if err != nil {
-			return err
-		}
-		return serr
-	}}
-	c, err := lc.ListenPacket(context.Background(), "ip6:ipv6-icmp", "::")
+	pc, err := s.openRASocket(ifi)
 	if err != nil {
-		return err
-	}
-	s.closers = append(s.closers, c.Close)
-	pc := ipv6.NewPacketConn(c)
-	var f ipv6.ICMPFilter
-	f.SetAll(true)
-	f.Accept(ipv6.ICMPTypeRouterSolicitation)
-	if err := pc.SetICMPFilter(&f); err != nil {
-		return err
-	}
-	if err := pc.SetMulticastHopLimit(255); err != nil {
-		return err
-	}
-	if err := pc.SetHopLimit(255); err != nil {
 		return err
 	}
 	msg, err := ndp.MarshalMessage(s.routerAdvertisement(ifi))
@@ -91,6 +67,41 @@ func (s *Server) startRA(ifi *net.Interface) error {
 		}
 	})
 	return nil
+}
+
+// openRASocket opens startRA's raw ICMPv6 socket: bound to ifi, receiving
+// only router solicitations, sending with hop limit 255. Server.Close
+// closes it.
+func (s *Server) openRASocket(ifi *net.Interface) (*ipv6.PacketConn, error) {
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			serr = unix.BindToDevice(int(fd), ifi.Name)
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}}
+	c, err := lc.ListenPacket(context.Background(), "ip6:ipv6-icmp", "::")
+	if err != nil {
+		return nil, err
+	}
+	s.closers = append(s.closers, c.Close)
+	pc := ipv6.NewPacketConn(c)
+	var f ipv6.ICMPFilter
+	f.SetAll(true)
+	f.Accept(ipv6.ICMPTypeRouterSolicitation)
+	if err := pc.SetICMPFilter(&f); err != nil {
+		return nil, err
+	}
+	if err := pc.SetMulticastHopLimit(255); err != nil {
+		return nil, err
+	}
+	if err := pc.SetHopLimit(255); err != nil {
+		return nil, err
+	}
+	return pc, nil
 }
 
 // routerAdvertisement is what the VPC router sends: managed (addresses
