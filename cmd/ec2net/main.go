@@ -2,10 +2,11 @@
 // up, private IPv4/IPv6 addresses and per-ENI policy routing, from what the
 // instance metadata service says. See `ec2net help`.
 //
-// The walk of `ec2net apply`: main → run → commandApply (commands.go) →
-// converge.Once → imds.Client.SnapshotSettled → evidence.Tracker.Confirm
-// → netconf.Reconciler.Apply → compute (read, plan.Desired, diff) →
-// execute (rtnl.Writer.Send).
+// The walk of `ec2net apply`: main → run → cmdApply (commands.go) →
+// converge.Once → imds.Client.Snapshot and Settle → evidence.Tracker.Filter
+// → netconf.Reconciler.ApplyChecked → compute (read, plan.Desired, diff) →
+// the evidence check of its changes → execute (rtnl.Writer.Send); see
+// docs/ARCHITECTURE.md.
 package main
 
 import (
