@@ -300,11 +300,7 @@ func TestPathDelegatedPrefixes(t *testing.T) {
 		if !ok || s.State != StateConfigured || !s.Prefix.IsValid() || !strings.Contains(s.Path, "dev eth1") {
 			t.Errorf("prefix checked through %s: %+v (%v)", a, s, ok)
 		}
-		// Traffic from the IPv4 prefix only: a socket cannot bind an
-		// IPv6 address that is local through a route alone (Linux checks
-		// assigned addresses unless IP_FREEBIND), and the simulated
-		// router does not route delegated IPv6 prefixes to an ENI.
-		if _, err := b.v.ProbeTCP(context.Background(), a); a.Is4() && err != nil {
+		if _, err := b.v.ProbeTCP(context.Background(), a); err != nil {
 			t.Errorf("traffic from %s (a delegated prefix's) fails while status says configured: %v", a, err)
 		}
 	}
@@ -326,10 +322,21 @@ func TestPathDelegatedPrefixes(t *testing.T) {
 	if b.traffic(rep4, false) {
 		t.Errorf("traffic from the shadowed prefix passed: the simulator does not show what status reports")
 	}
+	if !b.traffic(rep6, false) {
+		t.Errorf("traffic from the IPv6 prefix, not shadowed, fails")
+	}
 	b.ip("rule", "del", "from", p4.String(), "lookup", "main", "pref", "100")
 	if _, addrs = b.status(); addrs[rep4].State != StateConfigured {
 		t.Errorf("after the rule is removed: %+v", addrs[rep4])
 	}
+	b.ip("-6", "rule", "add", "from", p6.String(), "lookup", "main", "pref", "100")
+	if _, addrs = b.status(); addrs[rep6].State != StateShadowed || addrs[rep6].Prefix != p6 {
+		t.Errorf("shadowed IPv6 prefix: %+v", addrs[rep6])
+	}
+	if b.traffic(rep6, false) {
+		t.Errorf("traffic from the shadowed IPv6 prefix passed")
+	}
+	b.ip("-6", "rule", "del", "from", p6.String(), "lookup", "main", "pref", "100")
 
 	// Rules mode: the IPv6 prefix is still checked, the IPv4 one is not.
 	b.cfg = cfg()

@@ -46,6 +46,11 @@ func dialIn(ctx context.Context, h netns.NsHandle, src netip.Addr, dst netip.Add
 	d := net.Dialer{}
 	if src.IsValid() {
 		d.LocalAddr = &net.TCPAddr{IP: net.IP(src.AsSlice())}
+		if src.Is6() && routeLocal(h, src) {
+			// Linux binds an IPv6 address that is local through a route
+			// alone (anyip) only with IPV6_FREEBIND; IPv4 checks routes.
+			d.Control = nsutil.FreeBind
+		}
 	}
 	var conn net.Conn
 	// The socket is created on the locked thread, hence in h; it stays
@@ -58,10 +63,6 @@ func dialIn(ctx context.Context, h netns.NsHandle, src netip.Addr, dst netip.Add
 	return conn, err
 }
 
-// waitUsable returns once a is assigned in namespace h and usable as a
-// source (not tentative, as IPv6 addresses are during duplicate address
-// detection or before the kernel has seen the link's carrier), or fails
-// at once when a is not assigned at all.
 // anyIP reports whether a is local through a local route covering more
 // than itself (ec2net's anyip mode for delegated prefixes).
 func anyIP(nl *netlink.Handle, a netip.Addr) bool {
@@ -80,6 +81,16 @@ func anyIP(nl *netlink.Handle, a netip.Addr) bool {
 	return false
 }
 
+// routeLocal reports whether a is local in h through an anyip route.
+func routeLocal(h netns.NsHandle, a netip.Addr) bool {
+	nl, err := netlink.NewHandleAt(h)
+	if err != nil {
+		return false
+	}
+	defer nl.Close()
+	return anyIP(nl, a)
+}
+
 func netipx(n *net.IPNet) (netip.Prefix, bool) {
 	ip, ok := netip.AddrFromSlice(n.IP)
 	if !ok {
@@ -89,6 +100,11 @@ func netipx(n *net.IPNet) (netip.Prefix, bool) {
 	return netip.PrefixFrom(ip.Unmap(), ones), true
 }
 
+// waitUsable returns once a is assigned in namespace h and usable as a
+// source (not tentative, as IPv6 addresses are during duplicate address
+// detection or before the kernel has seen the link's carrier), or fails
+// at once when a is not assigned at all (an address local through an
+// anyip route counts as assigned).
 func waitUsable(ctx context.Context, h netns.NsHandle, a netip.Addr) error {
 	if !a.IsValid() {
 		return nil
