@@ -49,7 +49,7 @@ func (h *have) devName(index int) string {
 
 // read dumps links, addresses, owned routes and rules (dumpAll) and
 // indexes the links. enis names the ENI links, whose driver (under MTU
-// auto) and accept_ra are read too.
+// auto) is read too, and whose accept_ra (from the link dump) is noted.
 func (r *Reconciler) read(enis map[string]bool, mtuAuto bool) (*have, error) {
 	// The rule buffer is reused from pass to pass: thousands of rules
 	// would otherwise be reallocated each time. Nothing keeps a pointer
@@ -61,17 +61,18 @@ func (r *Reconciler) read(enis map[string]bool, mtuAuto bool) (*have, error) {
 	}
 	r.ruleBuf = h.rules
 	infos := make([]plan.LinkInfo, len(links))
-	var eniLinks []rtnl.Link
+	h.ra = map[int]bool{}
 	for i, l := range links {
 		infos[i] = plan.LinkInfo{Index: l.Index, Name: l.Name, MAC: l.MAC, MTU: l.MTU, Up: l.Up, AltNames: l.AltNames}
 		if enis[l.MAC] {
 			if mtuAuto {
 				infos[i].Driver = r.driver(l.Name)
 			}
-			eniLinks = append(eniLinks, l)
+			// Where ec2net cannot change it anyway, it is not a change
+			// to make.
+			h.ra[l.Index] = l.AcceptRA && !r.sysctlReadOnly
 		}
 	}
-	h.ra = r.acceptRA(eniLinks)
 	h.links = plan.IndexLinks(infos)
 	h.links.Addrs = make(map[int][]netip.Addr, len(h.addrs))
 	for index, as := range h.addrs {

@@ -6,47 +6,19 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/ec2net/ec2net/netconf/internal/rtnl"
 	"github.com/ec2net/ec2net/netconf/nsutil"
 	"go.uber.org/zap"
 )
 
 // The one setting ec2net makes through sysctl rather than netlink (the
-// kernel has no netlink attribute for it): accept_ra on secondary ENIs.
+// kernel reports it in the link dump, IFLA_INET6_CONF, but takes no
+// netlink request to change it): accept_ra on secondary ENIs.
 // /proc/sys/net shows the network namespace of the thread that opens it,
-// so every access runs inside the reconciler's namespace.
+// so the write runs inside the reconciler's namespace.
 
 func acceptRAPath(link string) string {
 	// A dot in a link name is a slash in the sysctl path.
 	return filepath.Join("/proc/sys/net/ipv6/conf", strings.ReplaceAll(link, ".", "/"), "accept_ra")
-}
-
-// acceptRA reports, by link index, whether the kernel takes router
-// advertisements on each link (accept_ra not 0); false when unknown or
-// when ec2net cannot change it anyway. One entry into the namespace
-// reads them all.
-func (r *Reconciler) acceptRA(links []rtnl.Link) map[int]bool {
-	out := make(map[int]bool, len(links))
-	if r.sysctlReadOnly || len(links) == 0 {
-		return out
-	}
-	failed := nsutil.Do(r.ns, func() error {
-		for _, l := range links {
-			b, err := os.ReadFile(acceptRAPath(l.Name))
-			if err != nil && !errors.Is(err, os.ErrNotExist) { // ENOENT: IPv6 off on the link
-				return err
-			}
-			out[l.Index] = err == nil && strings.TrimSpace(string(b)) != "0"
-		}
-		return nil
-	})
-	if failed != nil {
-		r.sysctlReadOnly = true
-		r.log.Warn("cannot read accept_ra of secondary ENIs (/proc/sys hidden here): the kernel may learn default routes through them in main",
-			zap.Error(failed))
-		return map[int]bool{}
-	}
-	return out
 }
 
 // writeNoRA sets accept_ra to 0. A read-only /proc/sys (a container, a

@@ -90,9 +90,9 @@ func demand(r results, rp *report) {
 	}
 	const v6 = "NewIPv6AddressIPv4OnlyPrimary"
 	if r.has(v6) {
-		rp.line("where it cannot work: an IPv6 address on a secondary ENI when the primary has no IPv6 route: connected %s;",
+		rp.line("an IPv6 address on a secondary ENI when the primary has no IPv6 route: connected %s;",
 			map[bool]string{true: "yes", false: "NO"}[r.v(v6, "connected") == 1])
-		rp.line("  the attempt ended after %.2f s; the stray SYNs rose Ip6InNoRoutes by %g, Ip6InAddrErrors by %g (demand reads only the latter)",
+		rp.line("  the attempt ended after %.2f s; the stray SYNs rose Ip6InNoRoutes by %g, Ip6InAddrErrors by %g (demand reads watch both)",
 			r.v(v6, "attempt-s"), r.v(v6, "Ip6InNoRoutes"), r.v(v6, "Ip6InAddrErrors"))
 		rp.goal("IPv6 address, IPv4-only primary: demand read", r.v(v6, "connected") == 1)
 	}

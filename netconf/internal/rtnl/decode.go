@@ -35,9 +35,33 @@ func DecodeLink(m []byte) (Link, bool) {
 					li.AltNames = append(li.AltNames, strings.TrimRight(string(v), "\x00"))
 				}
 			})
+		case unix.IFLA_AF_SPEC:
+			li.AcceptRA = acceptRA(v)
 		}
 	})
 	return li, true
+}
+
+// devconfAcceptRA is accept_ra's index in IFLA_INET6_CONF, the IPv6
+// devconf array of s32 (DEVCONF_ACCEPT_RA in linux/ipv6.h: forwarding,
+// hop_limit, mtu6, accept_ra).
+const devconfAcceptRA = 3
+
+// acceptRA reads accept_ra from a link's IFLA_AF_SPEC: AF_INET6 →
+// IFLA_INET6_CONF → devconf[DEVCONF_ACCEPT_RA].
+func acceptRA(spec []byte) bool {
+	on := false
+	Attrs(spec, func(family uint16, v []byte) {
+		if family != unix.AF_INET6 {
+			return
+		}
+		Attrs(v, func(t uint16, conf []byte) {
+			if t == unix.IFLA_INET6_CONF && len(conf) >= 4*(devconfAcceptRA+1) {
+				on = int32(binary.NativeEndian.Uint32(conf[4*devconfAcceptRA:])) != 0
+			}
+		})
+	})
+	return on
 }
 
 func macString(b []byte) string {

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/ec2net/ec2net/netconf/nsutil"
@@ -150,6 +152,49 @@ func TestAddrProtoRoundTrip(t *testing.T) {
 		t.Errorf("proto %d on kernel %s, want 236", got.Proto, release)
 	}
 	t.Logf("kernel %s: address protocol %d", release, got.Proto)
+}
+
+// accept_ra, set through its sysctl in the namespace, is what the link
+// dump says (IFLA_AF_SPEC → AF_INET6 → IFLA_INET6_CONF), both ways; a link
+// without IPv6 does not accept router advertisements. (disable_ipv6 keeps
+// the link's IPv6 configuration, accept_ra included, as its sysctl does.)
+func TestLinkAcceptRAFromTheDump(t *testing.T) {
+	b := newBed(t)
+	set := func(link, v string) {
+		t.Helper()
+		if err := nsutil.Do(b.ns, func() error {
+			return os.WriteFile("/proc/sys/net/ipv6/conf/"+link+"/"+v[:strings.IndexByte(v, '=')], []byte(v[strings.IndexByte(v, '=')+1:]), 0o644)
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		sysctl string
+		want   bool
+	}{{"accept_ra=1", true}, {"accept_ra=0", false}, {"accept_ra=2", true}} {
+		set("eth1", c.sysctl)
+		if got := b.linkNamed("eth1").AcceptRA; got != c.want {
+			t.Errorf("%s: the dump says accept_ra on = %v", c.sysctl, got)
+		}
+	}
+	// An MTU below IPv6's minimum takes IPv6 off the link altogether (its
+	// conf directory goes): nothing to accept advertisements with.
+	set("eth1", "accept_ra=1")
+	h, err := netlink.NewHandleAt(b.ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	l, err := h.LinkByName("eth1")
+	if err == nil {
+		err = h.LinkSetMTU(l, 1200)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.linkNamed("eth1").AcceptRA {
+		t.Errorf("IPv6 off on the link, yet it accepts router advertisements")
+	}
 }
 
 func kernelAtLeast(release string, major, minor int) bool {

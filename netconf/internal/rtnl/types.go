@@ -10,6 +10,10 @@ type Link struct {
 	MTU      int
 	Up       bool // IFF_UP (administratively up)
 	AltNames []string
+	// AcceptRA: the link's IPv6 accept_ra is not 0 (false when the link
+	// has no IPv6); from the link's own dump (IFLA_AF_SPEC), so no
+	// sysctl read is needed to know it.
+	AcceptRA bool
 }
 
 // Addr is one interface address.
