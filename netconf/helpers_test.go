@@ -11,7 +11,7 @@ import (
 
 	"github.com/ec2net/ec2net/agent/config"
 	"github.com/ec2net/ec2net/agent/imds"
-	"github.com/ec2net/ec2net/netconf/nsutil"
+	"github.com/ec2net/ec2net/netconf/nsutil/nstest"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -28,7 +28,7 @@ type bed struct {
 
 func newBed(t testing.TB) *bed {
 	t.Helper()
-	name, ns := nsutil.NewTestNS(t, "ec2nc")
+	name, ns := nstest.NewTestNS(t, "ec2nc")
 	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	if err != nil {
 		t.Fatal(err)

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/ec2net/ec2net/agent/vpcsim"
-	"github.com/ec2net/ec2net/netconf/nsutil"
+	"github.com/ec2net/ec2net/netconf/nsutil/nstest"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -57,7 +57,7 @@ const bootENIs, bootV4, bootV6 = 15, 50, 50
 // bootWithColdENIs boots the root with deb installed in a VPC instance
 // with the large set of cold-attached ENIs and reads the timeline.
 func bootWithColdENIs(t testing.TB, deb, logLevel string) bootTimes {
-	nsutil.RequireRoot(t)
+	nstest.RequireRoot(t)
 	requireTools(t, "systemd-nspawn", "nsenter", "debootstrap")
 	root := bootRoot(t, deb, logLevel)
 	vpc, requests := coldENIsVPC(t)

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/ec2net/ec2net/agent/vpcsim"
-	"github.com/ec2net/ec2net/netconf/nsutil"
+	"github.com/ec2net/ec2net/netconf/nsutil/nstest"
 	"github.com/vishvananda/netlink"
 )
 
@@ -39,7 +39,7 @@ func cloudInitSchema(t *testing.T, root, userData string) (string, error) {
 // The example user data is valid for cloud-init's schema, and the check
 // can fail: a broken copy is rejected.
 func TestUserDataSchema(t *testing.T) {
-	nsutil.RequireRoot(t)
+	nstest.RequireRoot(t)
 	root := overlayRoot(t, "cloud-init")
 	ud := readUserData(t)
 	out, err := cloudInitSchema(t, root, ud)
@@ -68,7 +68,7 @@ func TestUserDataSchema(t *testing.T) {
 //     reboot would): the first-boot script does not run again, and the
 //     service alone configures the ENI again.
 func TestCloudInitUserData(t *testing.T) {
-	nsutil.RequireRoot(t)
+	nstest.RequireRoot(t)
 	requireTools(t, "systemd-nspawn", "nsenter", "debootstrap")
 	p := packages(t)
 	root := overlayRoot(t, "cloud-init")

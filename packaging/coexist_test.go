@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/ec2net/ec2net/agent/vpcsim"
-	"github.com/ec2net/ec2net/netconf/nsutil"
+	"github.com/ec2net/ec2net/netconf/nsutil/nstest"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -123,7 +123,7 @@ Unmanaged=yes
 func strict() bool { return os.Getenv("EC2NET_COEXIST_STRICT") == "1" }
 
 func TestCoexist(t *testing.T) {
-	nsutil.RequireRoot(t)
+	nstest.RequireRoot(t)
 	requireTools(t, "systemd-nspawn", "nsenter", "debootstrap", "systemctl")
 	coexistRoot(t) // once, before the cells run in parallel
 	for _, c := range cells {

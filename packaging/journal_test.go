@@ -9,7 +9,7 @@ import (
 
 	"github.com/ec2net/ec2net/agent/logging"
 	"github.com/ec2net/ec2net/agent/vpcsim"
-	"github.com/ec2net/ec2net/netconf/nsutil"
+	"github.com/ec2net/ec2net/netconf/nsutil/nstest"
 	"github.com/vishvananda/netlink"
 )
 
@@ -20,7 +20,7 @@ import (
 // reads the daemon's runtime file; the metrics file is readable by
 // everyone.
 func TestJournalFields(t *testing.T) {
-	nsutil.RequireRoot(t)
+	nstest.RequireRoot(t)
 	requireTools(t, "systemd-nspawn", "nsenter", "debootstrap")
 	p := packages(t)
 	root := overlayRoot(t)

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ec2net/ec2net/netconf/nsutil"
+	"github.com/ec2net/ec2net/netconf/nsutil/nstest"
 )
 
 // sudoPath is sudo's default secure_path on Debian and Ubuntu: no
@@ -53,7 +53,7 @@ func TestMakeFindsGoWithSudoPath(t *testing.T) {
 // go.mod needs and where to get it. Every place find-go.sh looks is hidden
 // in a private mount namespace.
 func TestMakeWithoutGoSaysHowToGetIt(t *testing.T) {
-	nsutil.RequireRoot(t)
+	nstest.RequireRoot(t)
 	requireTools(t, "make", "unshare")
 	var hide []string
 	for _, d := range []string{runtime.GOROOT(), "/usr/local/go", "/usr/lib/go", "/snap/bin", "/root/go", "/root/sdk"} {
@@ -88,7 +88,7 @@ func TestMakeWithoutGoSaysHowToGetIt(t *testing.T) {
 // a private mount namespace). make finds Go, and the demo needs nothing
 // but Go, the kernel and iproute2.
 func TestMakeDemoOnAFreshMachine(t *testing.T) {
-	nsutil.RequireRoot(t)
+	nstest.RequireRoot(t)
 	requireTools(t, "make", "unshare")
 	script := "set -e\n"
 	for _, dir := range []string{"/usr/sbin", "/sbin", "/usr/bin", "/bin"} {

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/ec2net/ec2net/agent/config"
-	"github.com/ec2net/ec2net/netconf/nsutil"
+	"github.com/ec2net/ec2net/netconf/nsutil/nstest"
 )
 
 // The unit passes systemd-analyze verify silently with exposure <= 2.0,
@@ -296,7 +296,7 @@ func TestLintian(t *testing.T) {
 // (no systemd runs there, so nothing starts), and removal and purge undo
 // exactly that. The same for the .rpm with rpm --root.
 func TestInstallIntoRoot(t *testing.T) {
-	nsutil.RequireRoot(t)
+	nstest.RequireRoot(t)
 	requireTools(t, "dpkg", "rpm")
 	p := packages(t)
 	root := overlayRoot(t)

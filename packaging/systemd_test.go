@@ -13,7 +13,7 @@ import (
 
 	"github.com/ec2net/ec2net/agent/imds/fakeimds"
 	"github.com/ec2net/ec2net/agent/vpcsim"
-	"github.com/ec2net/ec2net/netconf/nsutil"
+	"github.com/ec2net/ec2net/netconf/nsutil/nstest"
 	"github.com/vishvananda/netlink"
 )
 
@@ -42,7 +42,7 @@ const unit = "ec2net.service"
 // service's whole life: start only after READY, a hot-attached ENI that
 // carries traffic, reload, the watchdog, stop, upgrade, remove, purge.
 func TestSystemdService(t *testing.T) {
-	nsutil.RequireRoot(t)
+	nstest.RequireRoot(t)
 	requireTools(t, "systemd-nspawn", "nsenter", "debootstrap")
 	p := packages(t)
 	root := overlayRoot(t) // before the VPC: the first debootstrap is slow

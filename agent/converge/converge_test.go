@@ -11,7 +11,7 @@ import (
 	"github.com/ec2net/ec2net/agent/imds"
 	"github.com/ec2net/ec2net/agent/vpcsim"
 	"github.com/ec2net/ec2net/netconf"
-	"github.com/ec2net/ec2net/netconf/nsutil"
+	"github.com/ec2net/ec2net/netconf/nsutil/nstest"
 	"github.com/vishvananda/netns"
 )
 
@@ -27,7 +27,7 @@ func must(t testing.TB, err error) {
 // remove-after-time apart; when nothing would be removed, one read is
 // enough. plan takes exactly the same path.
 func TestOnceReadsTwiceOnlyWhenSomethingWouldGo(t *testing.T) {
-	nsutil.RequireRoot(t)
+	nstest.RequireRoot(t)
 	vpc := vpcsim.NewForTest(t, "cvonce")
 	subnetA, subnetB := netip.MustParsePrefix("100.64.1.0/24"), netip.MustParsePrefix("100.64.2.0/24")
 	must(t, vpc.AddSubnet(subnetA, netip.Prefix{}))

@@ -22,7 +22,7 @@ import (
 	"github.com/ec2net/ec2net/agent/imds/fakeimds"
 	"github.com/ec2net/ec2net/agent/vpcsim"
 	"github.com/ec2net/ec2net/netconf"
-	"github.com/ec2net/ec2net/netconf/nsutil"
+	"github.com/ec2net/ec2net/netconf/nsutil/nstest"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"go.uber.org/goleak"
@@ -68,7 +68,7 @@ func startHarnessWith(t testing.TB, prefix string, mutate func(*config.Config), 
 // newVPC is a simulated instance with two subnets and its primary ENI.
 func newVPC(t testing.TB, prefix string) *vpcsim.VPC {
 	t.Helper()
-	nsutil.RequireRoot(t)
+	nstest.RequireRoot(t)
 	vpc := vpcsim.NewForTest(t, prefix)
 	must(t, vpc.AddSubnet(subnetA, subnetA6))
 	must(t, vpc.AddSubnet(subnetB, subnetB6))
@@ -512,7 +512,7 @@ func TestSIGHUPRefreshesNow(t *testing.T) {
 }
 
 func TestReadyIsBoundedWhenIMDSIsDead(t *testing.T) {
-	nsutil.RequireRoot(t)
+	nstest.RequireRoot(t)
 	vpc := vpcsim.NewForTest(t, "dmdead")
 	must(t, vpc.AddSubnet(subnetA, subnetA6))
 	must(t, vpc.LaunchPrimary(vpcsim.ENISpec{Name: "eth0", MAC: "02:ec:20:00:02:00", ID: "eni-0d0000000000000200",

@@ -15,6 +15,7 @@ import (
 	"github.com/ec2net/ec2net/agent/config"
 	"github.com/ec2net/ec2net/agent/vpcsim"
 	"github.com/ec2net/ec2net/netconf/nsutil"
+	"github.com/ec2net/ec2net/netconf/nsutil/nstest"
 )
 
 // Issue 14, timeline 2: a secondary address newly assigned to an ENI, at
@@ -158,7 +159,7 @@ func refreshWaits(b *testing.B, vpc *vpcsim.VPC, h *harness, next func(bool) net
 // counted as Ip6InNoRoutes and answered with an ICMPv6 no-route error;
 // see BenchmarkNewIPv6AddressIPv4OnlyPrimary.)
 func newDualStackVPC(b *testing.B, prefix string) *vpcsim.VPC {
-	nsutil.RequireRoot(b)
+	nstest.RequireRoot(b)
 	vpc := vpcsim.NewForTest(b, prefix)
 	must(b, vpc.AddSubnet(subnetA, subnetA6))
 	must(b, vpc.AddSubnet(subnetB, subnetB6))

@@ -11,7 +11,7 @@ import (
 
 	"github.com/ec2net/ec2net/agent/config"
 	"github.com/ec2net/ec2net/agent/vpcsim"
-	"github.com/ec2net/ec2net/netconf/nsutil"
+	"github.com/ec2net/ec2net/netconf/nsutil/nstest"
 )
 
 // moveBed is two instances behind one router, each with its own
@@ -30,7 +30,7 @@ const floatTable = 10002
 
 func newMoveBed(tb testing.TB, prefix string, mutate func(*config.Config)) *moveBed {
 	tb.Helper()
-	nsutil.RequireRoot(tb)
+	nstest.RequireRoot(tb)
 	vpc := vpcsim.NewForTest(tb, prefix)
 	must(tb, vpc.AddSubnet(subnetA, subnetA6))
 	must(tb, vpc.AddSubnet(subnetB, subnetB6))

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ec2net/ec2net/netconf/nsutil"
+	"github.com/ec2net/ec2net/netconf/nsutil/nstest"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 )
@@ -19,7 +20,7 @@ import (
 // connection to 169.254.169.254 neither succeeds nor fails fast.
 func blackHoleNS(t *testing.T) netns.NsHandle {
 	t.Helper()
-	_, ns := nsutil.NewTestNS(t, "imdsbh")
+	_, ns := nstest.NewTestNS(t, "imdsbh")
 	h, err := netlink.NewHandleAt(ns)
 	if err != nil {
 		t.Fatal(err)

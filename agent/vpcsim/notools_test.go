@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ec2net/ec2net/netconf/nsutil"
+	"github.com/ec2net/ec2net/netconf/nsutil/nstest"
 	"golang.org/x/sys/unix"
 )
 
@@ -74,7 +74,7 @@ const noToolsEnv = "VPCSIM_TEST_NO_TOOLS"
 // shows its TCP probe failing without policy routing with the dropped pair
 // in Drops, pings, runs the Docker-like NAT and a program via Command.
 func TestCorePathWithoutTools(t *testing.T) {
-	nsutil.RequireRoot(t)
+	nstest.RequireRoot(t)
 	if os.Getenv(noToolsEnv) == "1" {
 		corePathWithoutTools(t)
 		return
@@ -95,7 +95,7 @@ func TestCorePathWithoutTools(t *testing.T) {
 }
 
 func corePathWithoutTools(t *testing.T) {
-	t.Logf("hidden: %v", nsutil.HideTools(t, hiddenTools...))
+	t.Logf("hidden: %v", nstest.HideTools(t, hiddenTools...))
 	v := newBed(t)
 	s := secondarySpec()
 	if err := v.Attach(s); err != nil {

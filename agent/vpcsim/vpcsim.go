@@ -41,6 +41,7 @@ import (
 
 	"github.com/ec2net/ec2net/agent/imds/fakeimds"
 	"github.com/ec2net/ec2net/netconf/nsutil"
+	"github.com/ec2net/ec2net/netconf/nsutil/nstest"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 )
@@ -209,7 +210,7 @@ func NewForTest(t testing.TB, prefix string) *VPC {
 // NewForTestOptions is NewForTest with options; Logf defaults to t.Logf.
 func NewForTestOptions(t testing.TB, o Options) *VPC {
 	t.Helper()
-	nsutil.RequireRoot(t)
+	nstest.RequireRoot(t)
 	if o.Logf == nil {
 		o.Logf = t.Logf
 	}

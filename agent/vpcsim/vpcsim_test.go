@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ec2net/ec2net/netconf/nsutil"
+	"github.com/ec2net/ec2net/netconf/nsutil/nstest"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -608,7 +608,7 @@ func TestRefusesAddressesOutsideTestRanges(t *testing.T) {
 }
 
 func TestCloseRemovesEverything(t *testing.T) {
-	nsutil.RequireRoot(t)
+	nstest.RequireRoot(t)
 	v, err := New(Options{Prefix: "vsim", Logf: t.Logf})
 	if err != nil {
 		t.Fatal(err)
@@ -703,7 +703,7 @@ func TestIntervalElements(t *testing.T) {
 }
 
 func BenchmarkBedUpDown(b *testing.B) {
-	nsutil.RequireRoot(b)
+	nstest.RequireRoot(b)
 	for b.Loop() {
 		v, err := New(Options{Prefix: "vsimb"})
 		if err != nil {
@@ -722,7 +722,7 @@ func BenchmarkBedUpDown(b *testing.B) {
 }
 
 func BenchmarkHotAttachDetach(b *testing.B) {
-	nsutil.RequireRoot(b)
+	nstest.RequireRoot(b)
 	v, err := New(Options{Prefix: "vsimb"})
 	if err != nil {
 		b.Fatal(err)
@@ -743,7 +743,7 @@ func BenchmarkHotAttachDetach(b *testing.B) {
 }
 
 func BenchmarkProbeTCP(b *testing.B) {
-	nsutil.RequireRoot(b)
+	nstest.RequireRoot(b)
 	v, err := New(Options{Prefix: "vsimb"})
 	if err != nil {
 		b.Fatal(err)

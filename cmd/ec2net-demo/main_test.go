@@ -14,14 +14,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ec2net/ec2net/netconf/nsutil"
+	"github.com/ec2net/ec2net/netconf/nsutil/nstest"
 )
 
 // binaries builds the demo and finds or builds ec2net (make test exports
 // EC2NET_BIN after building it).
 func binaries(t *testing.T) (demo, ec2net string) {
 	t.Helper()
-	nsutil.RequireRoot(t)
+	nstest.RequireRoot(t)
 	dir := t.TempDir()
 	demo = filepath.Join(dir, "ec2net-demo")
 	if out, err := exec.Command("go", "build", "-o", demo, ".").CombinedOutput(); err != nil {
@@ -86,7 +86,7 @@ func TestDemoEndToEnd(t *testing.T) {
 		}
 		return
 	}
-	t.Logf("hidden: %v", nsutil.HideTools(t, "ip", "nft", "bridge", "ping"))
+	t.Logf("hidden: %v", nstest.HideTools(t, "ip", "nft", "bridge", "ping"))
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, demo, "--ec2net", ec2net)

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/ec2net/ec2net/netconf/nsutil"
+	"github.com/ec2net/ec2net/netconf/nsutil/nstest"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 )
@@ -35,7 +36,7 @@ type pod struct {
 // pod lookup 2" at 1536, table 2 through eth1, forwarding on.
 func addCNIPod(t *testing.T, b *bed, addr netip.Addr) *pod {
 	t.Helper()
-	_, podNS := nsutil.NewTestNS(t, "e2epod")
+	_, podNS := nstest.NewTestNS(t, "e2epod")
 	inst, err := b.vpc.Handle(b.vpc.Instance)
 	must(t, err)
 	h, err := netlink.NewHandleAt(inst)

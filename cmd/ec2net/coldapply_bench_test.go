@@ -14,6 +14,7 @@ import (
 	"github.com/ec2net/ec2net/agent/imds"
 	"github.com/ec2net/ec2net/agent/vpcsim"
 	"github.com/ec2net/ec2net/netconf/nsutil"
+	"github.com/ec2net/ec2net/netconf/nsutil/nstest"
 	"github.com/vishvananda/netlink"
 )
 
@@ -103,7 +104,7 @@ type coldBed struct {
 // five dual-stack subnets (three per /24), each with 50 IPv4 and 50 IPv6
 // addresses, attached (links down, no addresses).
 func newColdBed(b *testing.B) *coldBed {
-	nsutil.RequireRoot(b)
+	nstest.RequireRoot(b)
 	vpc := vpcsim.NewForTestOptions(b, vpcsim.Options{Prefix: "bmcold", Logf: func(string, ...any) {}})
 	cb := &coldBed{b: b, vpc: vpc, dir: b.TempDir()}
 	must(b, vpc.AddSubnet(subnetA, subnetA6))

@@ -22,7 +22,7 @@ import (
 	"time"
 
 	"github.com/ec2net/ec2net/agent/vpcsim"
-	"github.com/ec2net/ec2net/netconf/nsutil"
+	"github.com/ec2net/ec2net/netconf/nsutil/nstest"
 )
 
 type crashBed struct {
@@ -34,7 +34,7 @@ type crashBed struct {
 
 func newCrashBed(t *testing.T, prefix string, oldKernel bool) *crashBed {
 	t.Helper()
-	nsutil.RequireRoot(t)
+	nstest.RequireRoot(t)
 	vpc := vpcsim.NewForTest(t, prefix)
 	subnet := netip.MustParsePrefix("100.64.16.0/20")
 	must(t, vpc.AddSubnet(subnetA, netip.Prefix{}))

@@ -21,7 +21,7 @@ import (
 
 	"github.com/ec2net/ec2net/agent/imds/fakeimds"
 	"github.com/ec2net/ec2net/agent/vpcsim"
-	"github.com/ec2net/ec2net/netconf/nsutil"
+	"github.com/ec2net/ec2net/netconf/nsutil/nstest"
 )
 
 var ec2netBin string
@@ -71,7 +71,7 @@ type bed struct {
 
 func newBed(t testing.TB, prefix string) *bed {
 	t.Helper()
-	nsutil.RequireRoot(t)
+	nstest.RequireRoot(t)
 	vpc := vpcsim.NewForTest(t, prefix)
 	must(t, vpc.AddSubnet(subnetA, subnetA6))
 	must(t, vpc.AddSubnet(subnetB, subnetB6))
@@ -439,7 +439,7 @@ func TestApplyWithOnlyCapNetAdmin(t *testing.T) {
 // IMDS over IPv6 (fd00:ec2::254), as on Nitro instances with the IPv6
 // endpoint turned on: --imds-endpoint-mode ipv6, no explicit endpoint.
 func TestApplyOverIPv6MetadataEndpoint(t *testing.T) {
-	nsutil.RequireRoot(t)
+	nstest.RequireRoot(t)
 	vpc := vpcsim.NewForTest(t, "e2ev6")
 	must(t, vpc.AddSubnet(subnetA, subnetA6))
 	must(t, vpc.AddSubnet(subnetB, subnetB6))

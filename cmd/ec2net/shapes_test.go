@@ -11,7 +11,7 @@ import (
 
 	"github.com/ec2net/ec2net/agent/imds/fakeimds"
 	"github.com/ec2net/ec2net/agent/vpcsim"
-	"github.com/ec2net/ec2net/netconf/nsutil"
+	"github.com/ec2net/ec2net/netconf/nsutil/nstest"
 )
 
 func card(n int) *int { return &n }
@@ -21,7 +21,7 @@ func card(n int) *int { return &n }
 // ENA address and exits 0 at once (it used to wait its full --wait for
 // the EFA-only ones and exit 2); status shows them as efa-only.
 func TestApplyP5ShapeWithEFAOnlyInterfaces(t *testing.T) {
-	nsutil.RequireRoot(t)
+	nstest.RequireRoot(t)
 	vpc := vpcsim.NewForTest(t, "e2ep5")
 	must(t, vpc.AddSubnet(subnetA, subnetA6))
 	must(t, vpc.AddSubnet(subnetB, subnetB6))

@@ -1,17 +1,19 @@
-package nsutil
+package nsutil_test
 
 import (
 	"errors"
 	"runtime"
 	"testing"
 
+	"github.com/ec2net/ec2net/netconf/nsutil"
+	"github.com/ec2net/ec2net/netconf/nsutil/nstest"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 )
 
 func TestNewTestNS(t *testing.T) {
-	_, h := NewTestNS(t, "ec2nt")
-	c1, err := Cookie(h)
+	_, h := nstest.NewTestNS(t, "ec2nt")
+	c1, err := nsutil.Cookie(h)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -20,7 +22,7 @@ func TestNewTestNS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer self.Close()
-	if cur, err := Cookie(self); err != nil || cur == c1 {
+	if cur, err := nsutil.Cookie(self); err != nil || cur == c1 {
 		t.Errorf("the test namespace has the current one's cookie: %q %q %v", c1, cur, err)
 	}
 	hd, err := netlink.NewHandleAt(h)
@@ -39,21 +41,21 @@ func TestNewTestNS(t *testing.T) {
 }
 
 func TestIsCurrentTellsOwnNamespaceFromOthers(t *testing.T) {
-	_, other := NewTestNS(t, "ec2cur")
+	_, other := nstest.NewTestNS(t, "ec2cur")
 	self, err := netns.Get()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer self.Close()
-	if !IsCurrent(self) || ForNetlink(self).IsOpen() {
+	if !nsutil.IsCurrent(self) || nsutil.ForNetlink(self).IsOpen() {
 		t.Errorf("own namespace not recognised as current")
 	}
-	if IsCurrent(other) || ForNetlink(other) != other {
+	if nsutil.IsCurrent(other) || nsutil.ForNetlink(other) != other {
 		t.Errorf("another namespace taken for the current one")
 	}
 	// Do in the current namespace must not need setns (CAP_SYS_ADMIN).
 	ran := false
-	if err := Do(self, func() error { ran = true; return nil }); err != nil || !ran {
+	if err := nsutil.Do(self, func() error { ran = true; return nil }); err != nil || !ran {
 		t.Errorf("Do(current) = %v, ran %v", err, ran)
 	}
 }
@@ -61,7 +63,7 @@ func TestIsCurrentTellsOwnNamespaceFromOthers(t *testing.T) {
 // Do runs fn inside the other namespace and leaves the caller's thread
 // where it was, even when fn fails.
 func TestDoRunsInsideAndLeavesTheCallerAlone(t *testing.T) {
-	_, other := NewTestNS(t, "ec2do")
+	_, other := nstest.NewTestNS(t, "ec2do")
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	before, err := netns.Get()
@@ -70,8 +72,8 @@ func TestDoRunsInsideAndLeavesTheCallerAlone(t *testing.T) {
 	}
 	defer before.Close()
 	inside := false
-	err = Do(other, func() error {
-		inside = IsCurrent(other)
+	err = nsutil.Do(other, func() error {
+		inside = nsutil.IsCurrent(other)
 		return errors.New("fn failed")
 	})
 	if err == nil || err.Error() != "fn failed" {
@@ -80,7 +82,7 @@ func TestDoRunsInsideAndLeavesTheCallerAlone(t *testing.T) {
 	if !inside {
 		t.Error("fn did not run inside the namespace")
 	}
-	if !IsCurrent(before) || IsCurrent(other) {
+	if !nsutil.IsCurrent(before) || nsutil.IsCurrent(other) {
 		t.Error("the caller's thread changed namespace")
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/ec2net/ec2net/netconf/nsutil"
+	"github.com/ec2net/ec2net/netconf/nsutil/nstest"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -85,7 +86,7 @@ func getInNS(t *testing.T, ns netns.NsHandle, hostPort, path string) (int, strin
 }
 
 func TestStartInNetNSServesLinkLocalEndpoint(t *testing.T) {
-	nsName, ns := nsutil.NewTestNS(t, "fimds")
+	nsName, ns := nstest.NewTestNS(t, "fimds")
 	addToLoopback(t, ns, "169.254.169.254/32")
 	s, err := Tree("real02")
 	if err != nil {
@@ -109,7 +110,7 @@ func TestStartInNetNSServesLinkLocalEndpoint(t *testing.T) {
 }
 
 func TestStartInNetNSBeforeAddressExists(t *testing.T) {
-	nsName, ns := nsutil.NewTestNS(t, "fimds")
+	nsName, ns := nstest.NewTestNS(t, "fimds")
 	s, _ := instance(t)
 	// Listening first works (IP_FREEBIND); requests arrive once the IPv6
 	// endpoint address is configured.

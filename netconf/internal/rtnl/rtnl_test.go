@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/ec2net/ec2net/netconf/nsutil"
+	"github.com/ec2net/ec2net/netconf/nsutil/nstest"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -29,7 +30,7 @@ type bed struct {
 
 func newBed(t *testing.T) *bed {
 	t.Helper()
-	_, ns := nsutil.NewTestNS(t, "ec2rt")
+	_, ns := nstest.NewTestNS(t, "ec2rt")
 	h, err := netlink.NewHandleAt(ns)
 	if err != nil {
 		t.Fatal(err)

@@ -1,4 +1,8 @@
-package nsutil
+// Package nstest is what tests need around network namespaces: a test
+// that needs root skips without it (and fails in CI), a throwaway named
+// namespace deleted whatever the outcome, tools hidden from PATH. It is
+// apart from nsutil so that the ec2net binary does not link "testing".
+package nstest
 
 import (
 	"os"
@@ -6,6 +10,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/ec2net/ec2net/netconf/nsutil"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
@@ -29,14 +34,14 @@ func RequireRoot(t testing.TB) {
 func NewTestNS(t testing.TB, prefix string) (string, netns.NsHandle) {
 	t.Helper()
 	RequireRoot(t)
-	name := UniqueName(prefix)
-	h, err := NewNamed(name)
+	name := nsutil.UniqueName(prefix)
+	h, err := nsutil.NewNamed(name)
 	if err != nil {
 		t.Fatalf("create namespace %s: %v", name, err)
 	}
 	t.Cleanup(func() {
 		h.Close()
-		if err := DeleteNamed(name); err != nil {
+		if err := nsutil.DeleteNamed(name); err != nil {
 			t.Errorf("delete namespace %s: %v", name, err)
 		}
 	})
