@@ -141,15 +141,22 @@ func (b *crashBed) foreignIntact() {
 func testCrashes(t *testing.T, oldKernel bool) {
 	b := newCrashBed(t, "crash", oldKernel)
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
+	unassigned := map[netip.Addr]bool{}
 	for i := 0; i < 12; i++ {
 		// Change what IMDS assigns, so that the next run has additions
-		// and removals to make.
+		// and removals to make: take away an address still assigned, or
+		// give one back.
 		e := b.enis[rng.IntN(len(b.enis))]
 		a := e.IPv4[1+rng.IntN(len(e.IPv4)-1)]
+		for i%2 == 0 && unassigned[a] {
+			e = b.enis[rng.IntN(len(b.enis))]
+			a = e.IPv4[1+rng.IntN(len(e.IPv4)-1)]
+		}
 		if i%2 == 0 {
 			must(t, b.vpc.UnassignIPv4(e.MAC, a))
-		} else {
-			_ = b.vpc.AssignIPv4(e.MAC, a)
+			unassigned[a] = true
+		} else if b.vpc.AssignIPv4(e.MAC, a) == nil {
+			delete(unassigned, a)
 		}
 		cmd := "apply"
 		if i%3 == 2 {
