@@ -110,24 +110,30 @@ func startDaemonWith(t testing.TB, vpc *vpcsim.VPC, mutate func(*config.Config),
 	t.Cleanup(func() { rec.Close() })
 
 	h := &harness{t: t, vpc: vpc, ns: ns, nl: nlh, client: client, done: make(chan error, 1), sigs: make(chan os.Signal, 1)}
+	h.run(Options{Config: cfg, Logger: log, IMDS: client, Reconciler: rec, NetNS: ns, Version: "test"}, opts, vpc.Instance)
+	return h
+}
+
+// run starts the daemon with o (changed by opts) and returns once it is
+// READY; it is stopped when the test ends.
+func (h *harness) run(o Options, opts func(*Options), name string) {
+	h.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
 	ready := make(chan struct{})
-	o := Options{Config: cfg, Logger: log, IMDS: client, Reconciler: rec, NetNS: ns, Version: "test",
-		Signals: h.sigs, Ready: ready, Notify: h.notify}
+	o.Signals, o.Ready, o.Notify = h.sigs, ready, h.notify
 	if opts != nil {
 		opts(&o)
 	}
 	go func() { h.done <- Run(ctx, o) }()
-	t.Cleanup(h.stop)
+	h.t.Cleanup(h.stop)
 	select {
 	case <-ready:
 	case err := <-h.done:
-		t.Fatalf("daemon exited before READY: %v", err)
+		h.t.Fatalf("daemon in %s exited before READY: %v", name, err)
 	case <-time.After(20 * time.Second):
-		t.Fatal("no READY within 20s")
+		h.t.Fatalf("daemon in %s: no READY within 20s", name)
 	}
-	return h
 }
 
 func (h *harness) notify(s string) {

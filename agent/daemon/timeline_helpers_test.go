@@ -120,23 +120,7 @@ func startOn(tb testing.TB, vpc *vpcsim.VPC, inst *vpcsim.Instance, mutate func(
 	must(tb, err)
 	tb.Cleanup(func() { rec.Close() })
 	h := &harness{t: tb, vpc: vpc, ns: ns, nl: nlh, client: client, done: make(chan error, 1), sigs: make(chan os.Signal, 1)}
-	ctx, cancel := context.WithCancel(context.Background())
-	h.cancel = cancel
-	ready := make(chan struct{})
-	o := Options{Config: cfg, Logger: log.Named(inst.Name), IMDS: client, Reconciler: rec, NetNS: ns, Version: "bench",
-		Signals: h.sigs, Ready: ready, Notify: h.notify}
-	if opts != nil {
-		opts(&o)
-	}
-	go func() { h.done <- Run(ctx, o) }()
-	tb.Cleanup(h.stop)
-	select {
-	case <-ready:
-	case err := <-h.done:
-		tb.Fatalf("daemon in %s exited before READY: %v", inst.Name, err)
-	case <-time.After(20 * time.Second):
-		tb.Fatalf("daemon in %s: no READY within 20s", inst.Name)
-	}
+	h.run(Options{Config: cfg, Logger: log.Named(inst.Name), IMDS: client, Reconciler: rec, NetNS: ns, Version: "bench"}, opts, inst.Name)
 	return h
 }
 
