@@ -11,6 +11,7 @@ import (
 
 	"github.com/ec2net/ec2net/agent/config"
 	"github.com/ec2net/ec2net/agent/imds"
+	"github.com/ec2net/ec2net/agent/vpcsim"
 	"github.com/ec2net/ec2net/netconf/nsutil/nstest"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -252,4 +253,29 @@ func mustApply(t testing.TB, r *Reconciler, s *imds.Snapshot, c config.Config) *
 		t.Fatalf("apply failures: %v", f)
 	}
 	return res
+}
+
+// launchSpecs launches specs[0] as the primary ENI, attaches the others,
+// and returns the snapshot IMDS gives of them, every ENI complete.
+func launchSpecs(t *testing.T, v *vpcsim.VPC, specs []vpcsim.ENISpec) *imds.Snapshot {
+	t.Helper()
+	if err := v.LaunchPrimary(specs[0]); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range specs[1:] {
+		if err := v.Attach(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	snap := &imds.Snapshot{PrimaryMAC: specs[0].MAC}
+	for _, sp := range specs {
+		e := imds.ENI{MAC: sp.MAC, Primary: sp.Device == 0, InterfaceID: sp.ID, DeviceNumber: sp.Device,
+			SubnetIPv4: sp.SubnetIPv4, IPv4: sp.IPv4, IPv6: sp.IPv6, State: imds.Complete,
+			IPv4Prefixes: sp.IPv4Prefixes, IPv6Prefixes: sp.IPv6Prefixes}
+		if sp.SubnetIPv6.IsValid() {
+			e.SubnetIPv6 = []netip.Prefix{sp.SubnetIPv6}
+		}
+		snap.ENIs = append(snap.ENIs, e)
+	}
+	return snap
 }

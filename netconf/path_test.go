@@ -46,24 +46,7 @@ func newPathBedWith(t *testing.T, prefix string, c config.Config, change func([]
 	if change != nil {
 		change(specs)
 	}
-	if err := v.LaunchPrimary(specs[0]); err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range specs[1:] {
-		if err := v.Attach(s); err != nil {
-			t.Fatal(err)
-		}
-	}
-	s := &imds.Snapshot{PrimaryMAC: specs[0].MAC}
-	for _, sp := range specs {
-		e := imds.ENI{MAC: sp.MAC, Primary: sp.Device == 0, InterfaceID: sp.ID, DeviceNumber: sp.Device,
-			SubnetIPv4: sp.SubnetIPv4, IPv4: sp.IPv4, IPv6: sp.IPv6, State: imds.Complete,
-			IPv4Prefixes: sp.IPv4Prefixes, IPv6Prefixes: sp.IPv6Prefixes}
-		if sp.SubnetIPv6.IsValid() {
-			e.SubnetIPv6 = []netip.Prefix{sp.SubnetIPv6}
-		}
-		s.ENIs = append(s.ENIs, e)
-	}
+	s := launchSpecs(t, v, specs)
 	ns, err := v.Handle(v.Instance)
 	if err != nil {
 		t.Fatal(err)

@@ -5,7 +5,6 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/ec2net/ec2net/agent/imds"
 	"github.com/ec2net/ec2net/agent/vpcsim"
 )
 
@@ -32,19 +31,9 @@ func TestTrafficInSimulatedVPC(t *testing.T) {
 		{Name: "eth2", MAC: "02:00:00:00:a1:02", ID: "eni-000c", Device: 2, SubnetIPv4: subB4, SubnetIPv6: subB6,
 			IPv4: ips("100.64.2.20"), IPv6: ips("2001:db8:1:2::20")},
 	}
-	if err := v.LaunchPrimary(specs[0]); err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range specs[1:] {
-		if err := v.Attach(s); err != nil {
-			t.Fatal(err)
-		}
-	}
-	s := &imds.Snapshot{PrimaryMAC: specs[0].MAC}
+	s := launchSpecs(t, v, specs)
 	var all []netip.Addr
 	for _, sp := range specs {
-		s.ENIs = append(s.ENIs, imds.ENI{MAC: sp.MAC, Primary: sp.Device == 0, InterfaceID: sp.ID, DeviceNumber: sp.Device,
-			SubnetIPv4: sp.SubnetIPv4, SubnetIPv6: []netip.Prefix{sp.SubnetIPv6}, IPv4: sp.IPv4, IPv6: sp.IPv6})
 		all = append(append(all, sp.IPv4...), sp.IPv6...)
 	}
 	ns, err := v.Handle(v.Instance)

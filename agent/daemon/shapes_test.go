@@ -116,22 +116,9 @@ func TestNewAddressAnswersOnDemand(t *testing.T) {
 	h := startHarness(t, "dmdem", func(c *config.Config) { c.RefreshInterval = time.Hour })
 	must(t, h.vpc.Attach(eth1))
 	eventually(t, 10*time.Second, "eth1 configured", h.allPass(allAddrs(eth1)))
-	inst, err := h.vpc.Handle(h.vpc.Instance)
-	must(t, err)
 	remote, err := h.vpc.Handle(h.vpc.Remote)
 	must(t, err)
-	var ln net.Listener
-	must(t, nsutil.Do(inst, func() (err error) { ln, err = net.Listen("tcp", ":7878"); return err }))
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	listenWildcard(t, h.vpc, 7878)
 
 	fresh := netip.MustParseAddr("100.64.2.50")
 	must(t, h.vpc.AssignIPv4(eth1.MAC, fresh))

@@ -230,12 +230,12 @@ func assignAndConnect(b *testing.B, vpc *vpcsim.VPC, h *harness, a netip.Addr) (
 
 // listenWildcard accepts (and closes) TCP connections on port in the
 // instance, on every address, as a service bound to 0.0.0.0/:: does.
-func listenWildcard(b *testing.B, vpc *vpcsim.VPC, port int) {
+func listenWildcard(tb testing.TB, vpc *vpcsim.VPC, port int) {
 	inst, err := vpc.Handle(vpc.Instance)
-	must(b, err)
+	must(tb, err)
 	var ln net.Listener
-	must(b, nsutil.Do(inst, func() (err error) { ln, err = net.Listen("tcp", fmt.Sprintf(":%d", port)); return err }))
-	b.Cleanup(func() { ln.Close() })
+	must(tb, nsutil.Do(inst, func() (err error) { ln, err = net.Listen("tcp", fmt.Sprintf(":%d", port)); return err }))
+	tb.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
 			c, err := ln.Accept()
