@@ -40,6 +40,8 @@ demo: go iproute2 build
 
 iproute2:
 	@command -v ip >/dev/null || { echo "make demo needs ip(8): apt-get install iproute2 (Fedora/RHEL/AL2023: dnf install iproute)" >&2; exit 1; }
+	@[ -e /etc/ssl/certs/ca-certificates.crt ] || [ -e /etc/pki/tls/certs/ca-bundle.crt ] || \
+		{ echo "make demo fetches Go modules over HTTPS and finds no CA certificates: apt-get install ca-certificates (Fedora/RHEL/AL2023: dnf install ca-certificates)" >&2; exit 1; }
 
 # What the tests need (debootstrap, systemd-nspawn, rpm, lintian, …):
 # installed with apt-get on Debian/Ubuntu when missing, else listed.

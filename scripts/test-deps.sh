@@ -45,6 +45,13 @@ for n in "${needs[@]}"; do
 		[[ $rpm == - || " ${rpms[*]} " == *" $rpm "* ]] || rpms+=("$rpm")
 	fi
 done
+# go test -race needs cgo: a C compiler and the C library's headers (with
+# neither, Go turns cgo off and -race refuses to build).
+if ! command -v gcc >/dev/null 2>&1 || ! [ -e /usr/include/stdio.h ]; then
+	missing+=("a C compiler for -race")
+	debs+=(gcc libc6-dev)
+	rpms+=(gcc glibc-devel)
+fi
 # Go fetches modules over HTTPS.
 if ! [ -e /etc/ssl/certs/ca-certificates.crt ] && ! [ -e /etc/pki/tls/certs/ca-bundle.crt ]; then
 	missing+=("CA certificates")
