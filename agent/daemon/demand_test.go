@@ -1,8 +1,11 @@
 package daemon
 
 import (
+	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/ec2net/ec2net/agent/imds"
 )
 
 // Under a flood of stray packets, demand reads come at most every
@@ -100,6 +103,29 @@ func TestDemandRiseInHoldOffIsReadWhenItEnds(t *testing.T) {
 	for at := 3 * demandPoll; at <= 3*demandMin; at += demandPoll {
 		if d2.poll(t0.Add(at)) {
 			t.Fatalf("read at %v for packets that rose during a read that found an address", at)
+		}
+	}
+}
+
+// A demand read that finds a new delegated prefix found something new
+// (a stray packet can be for a prefix's address), as a new address does.
+func TestNewAddressesCountsPrefixes(t *testing.T) {
+	mac := "02:ec:20:00:01:01"
+	base := imds.ENI{MAC: mac, IPv4: []netip.Addr{netip.MustParseAddr("100.64.2.10")}}
+	prev := &imds.Snapshot{ENIs: []imds.ENI{base}}
+	same := &imds.Snapshot{ENIs: []imds.ENI{base}}
+	withPrefix := base
+	withPrefix.IPv4Prefixes = []netip.Prefix{netip.MustParsePrefix("100.64.2.64/28")}
+	withAddr := base
+	withAddr.IPv4 = append([]netip.Addr{}, base.IPv4[0], netip.MustParseAddr("100.64.2.11"))
+	for _, c := range []struct {
+		name string
+		snap *imds.Snapshot
+		want bool
+	}{{"nothing new", same, false}, {"a new prefix", &imds.Snapshot{ENIs: []imds.ENI{withPrefix}}, true},
+		{"a new address", &imds.Snapshot{ENIs: []imds.ENI{withAddr}}, true}} {
+		if got := newAddresses(prev, c.snap); got != c.want {
+			t.Errorf("%s: newAddresses = %v", c.name, got)
 		}
 	}
 }

@@ -47,7 +47,9 @@ type loop struct {
 	ready                                        bool
 	lastErr                                      string // last IMDS error class logged, so an outage logs once
 	lastStatus                                   string
-	resolved                                     string // secondary-enis as last decided
+	resolved                                     string        // secondary-enis as last decided
+	resolvedCfg                                  config.Config // config with secondary-enis decided (config())
+	resolvedOK                                   bool          // resolvedCfg is current
 	wedged                                       bool
 }
 
@@ -129,6 +131,7 @@ func (l *loop) run(ctx context.Context, ev Events) error {
 			}
 		case <-l.refresh.C:
 			arm(l.refresh, jitter(l.cfg.RefreshInterval))
+			l.resolvedOK = false // the VPC CNI's file or rules may have come or gone
 			l.requestRead(ctx, readReq{macs: l.links.linkedMACs(l.raw)})
 		case <-l.retry.C:
 			l.requestRead(ctx, l.retryReq)
@@ -143,7 +146,7 @@ func (l *loop) run(ctx context.Context, ev Events) error {
 		case <-l.repair.C:
 			l.onRepair()
 		case <-l.pub.verifyC():
-			l.pub.verify(l.last, l.config())
+			l.pub.verify(l.cutoff.filter(l.last), l.config()) // as applied: held ENIs are held
 		case r := <-l.reads.results:
 			l.onRead(ctx, r)
 		case <-ev.LinksChanged():
@@ -192,6 +195,7 @@ func (l *loop) onSignal(ctx context.Context, s os.Signal) bool {
 // now (its orphaned rules and routes), a rename or flag change a
 // reconcile (restore what the ENI needs).
 func (l *loop) onLinks(ctx context.Context) {
+	l.resolvedOK = false // a pod veth may have come or gone
 	links, err := l.o.Reconciler.Links()
 	if err != nil {
 		l.log.Warn("cannot list links", zap.Error(err))
@@ -247,6 +251,7 @@ func (l *loop) onEventsLost(ctx context.Context, old Events) (Events, error) {
 		return old, nil
 	}
 	l.log.Warn("netlink event subscription ended; resubscribing and re-reading", zap.Error(old.Err()))
+	l.resolvedOK = false
 	old.Close()
 	ev, err := l.o.Watch()
 	if err != nil {
@@ -338,8 +343,16 @@ func (l *loop) setStatus(s string) {
 // config is the configuration with secondary-enis = auto decided now:
 // the VPC CNI can arrive after boot (it attaches its ENIs later), and from
 // then on the secondary ENIs are its own.
+// config is the configuration with secondary-enis = auto decided. The
+// decision (a glob and a rule and link dump) is kept, not redone for every
+// read, peek and pass: it is taken again only when what it looks at may
+// have changed (link events, each refresh, lost events).
 func (l *loop) config() config.Config {
+	if l.resolvedOK {
+		return l.resolvedCfg
+	}
 	cfg, signs := converge.Resolve(l.cfg, l.o.Reconciler)
+	l.resolvedCfg, l.resolvedOK = cfg, true
 	if cfg.SecondaryENIs != l.resolved {
 		if l.resolved != "" || cfg.SecondaryENIs == config.SecondaryNone {
 			if cfg.SecondaryENIs == config.SecondaryNone {

@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/ec2net/ec2net/agent/converge"
+	"github.com/ec2net/ec2net/agent/evidence"
 	"github.com/ec2net/ec2net/agent/imds"
 	"github.com/ec2net/ec2net/netconf"
 	"github.com/ec2net/ec2net/netconf/plan"
@@ -149,15 +149,17 @@ func (l *loop) read(ctx context.Context, req readReq, prev *imds.Snapshot) (*imd
 	return snap, false, macs, err
 }
 
-// newAddresses reports whether snap lists an address prev did not.
+// newAddresses reports whether snap lists an address or delegated prefix
+// (what a stray packet can be for) that prev did not.
 func newAddresses(prev, snap *imds.Snapshot) bool {
 	for i := range snap.ENIs {
-		e, old := &snap.ENIs[i], prev.ENI(snap.ENIs[i].MAC)
+		old := prev.ENI(snap.ENIs[i].MAC)
 		if old == nil {
 			continue
 		}
-		for _, a := range append(append([]netip.Addr{}, e.IPv4...), e.IPv6...) {
-			if !slices.Contains(old.IPv4, a) && !slices.Contains(old.IPv6, a) {
+		had := evidence.Items(old)
+		for _, it := range evidence.Items(&snap.ENIs[i]) {
+			if !slices.Contains(had, it) {
 				return true
 			}
 		}
@@ -183,6 +185,9 @@ func (l *loop) onRead(ctx context.Context, r readResult) {
 	}
 	switch {
 	case errors.Is(r.err, errNoChange):
+		if r.demand { // a demand read merged into a peek that found nothing new
+			l.demand.readDone(false)
+		}
 		l.scheduleReads(l.raw, time.Now())
 	case r.err != nil:
 		l.pub.read(r.err)
