@@ -53,7 +53,7 @@ type Config struct {
 	ExcludeENIIDs        []string
 	ExcludeDeviceNumbers []int
 
-	SecondaryENIs string // all, none or auto (resolved by the caller: see ResolveSecondaryENIs)
+	SecondaryENIs string // all, none or auto (auto is decided by converge.Resolve)
 	ManagePrimary bool   // add the primary ENI's secondary addresses
 	MTU           string // "auto", "keep" or a number 576..9216
 	PrefixMode    string // "rules" or "anyip"
@@ -309,7 +309,7 @@ func keys() []key {
 			}, func(c *Config) string { return c.LogLevel }},
 		{"metrics-listen", "daemon: also serve the Prometheus metrics at http://<this>/metrics, a loopback host:port such as 127.0.0.1:9464 (empty: off; the metrics file /run/ec2net/metrics/<netns>.prom is always written)",
 			func(c *Config, v string) error {
-				if err := loopbackHostPort(v); v != "" && err != nil {
+				if err := LoopbackHostPort(v); v != "" && err != nil {
 					return err
 				}
 				c.MetricsListen = v
@@ -318,9 +318,9 @@ func keys() []key {
 	}
 }
 
-// loopbackHostPort accepts host:port on a loopback address: ec2net serves
+// LoopbackHostPort accepts host:port on a loopback address: ec2net serves
 // metrics to a local scraper, never to the network.
-func loopbackHostPort(v string) error {
+func LoopbackHostPort(v string) error {
 	host, port, err := net.SplitHostPort(v)
 	if err != nil {
 		return fmt.Errorf("must be host:port, e.g. 127.0.0.1:9464")

@@ -14,6 +14,8 @@ import (
 	"github.com/ec2net/ec2net/agent/logging"
 	"github.com/ec2net/ec2net/agent/metrics"
 	"github.com/ec2net/ec2net/netconf"
+	"github.com/ec2net/ec2net/netconf/nsutil"
+	"github.com/vishvananda/netns"
 	"go.uber.org/zap"
 )
 
@@ -34,12 +36,15 @@ type publisher struct {
 	status   statuser // nil: the namespace cannot verify (test fakes)
 	stop     func()   // the metrics listener's
 
-	timer      *time.Timer
-	armed      bool
-	lastVerify time.Time
-	states     map[string]netconf.State // MAC -> path-verified state at the last verification
-	warned     map[string]bool          // file write failures already logged
-	hostSeen   map[string]bool          // host problems (hostcheck) logged, by check and link
+	timer         *time.Timer
+	armed         bool
+	lastVerify    time.Time
+	states        map[string]netconf.State // MAC -> path-verified state at the last verification
+	warned        map[string]bool          // file write failures already logged
+	hostSeen      map[string]bool          // host problems (hostcheck) logged, by check and link
+	hostLinks     string                   // the ENI links at the last host check
+	hostCheckedAt time.Time                // when the host was last checked
+	ns            netns.NsHandle           // the daemon's namespace, where links are read
 }
 
 // statuser is the namespace's path-verified status (*netconf.Reconciler).
@@ -48,16 +53,19 @@ type statuser interface {
 }
 
 // Verification follows an event by verifyDelay (a burst settles first)
-// and runs at most once per verifyEvery.
+// and runs at most once per verifyEvery; the host check (files, process
+// list) at most once per hostCheckEvery unless the ENI links change.
 const (
-	verifyDelay = 200 * time.Millisecond
-	verifyEvery = time.Second
+	hostCheckEvery = time.Minute
+	verifyDelay    = 200 * time.Millisecond
+	verifyEvery    = time.Second
 )
 
 func newPublisher(o Options) *publisher {
 	now := time.Now()
 	p := &publisher{stateDir: o.Reconciler.StateDir(), cfg: o.Config, log: o.Logger, rt: newRuntime(o.Version, now),
-		timer: stoppedTimer(), states: map[string]netconf.State{}, warned: map[string]bool{}, hostSeen: map[string]bool{}}
+		timer: stoppedTimer(), states: map[string]netconf.State{}, warned: map[string]bool{}, hostSeen: map[string]bool{},
+		ns: o.NetNS}
 	if s, ok := o.IMDS.(interface{ Stats() imds.Stats }); ok {
 		p.imds = s.Stats
 	}
@@ -193,21 +201,29 @@ func (p *publisher) verify(snap *imds.Snapshot, cfg config.Config) {
 		}
 	}
 	p.rt.ENIs, p.rt.LastVerified = counts, now
-	p.checkHost(rows, cfg)
+	p.checkHost(rows, cfg, now)
 	p.write()
 }
 
 // checkHost logs each competing network manager problem once, with its
-// fix (again if it goes away and comes back). Only the file-based checks:
-// the daemon may act on a namespace other than its own (tests), and the
-// path verification already covers what the kernel does.
-func (p *publisher) checkHost(rows []netconf.ENIStatus, cfg config.Config) {
-	h := hostcheck.Host{Root: os.Getenv("EC2NET_TEST_HOST_ROOT"), PrimaryOnly: cfg.SecondaryENIs == config.SecondaryNone}
-	for _, r := range rows {
-		if r.Link != "" {
-			h.ENIs = append(h.ENIs, hostcheck.Link{Name: r.Link, MAC: r.MAC, Primary: r.Primary, MTU: r.MTU})
-		}
+// fix (again if it goes away and comes back). Only the managers' checks:
+// the path verification already covers what the kernel does. It reads
+// configuration files and the process list, which change rarely: it runs
+// at most once per hostCheckEvery, or when the ENIs' links change. The
+// links' drivers and indexes (networkd matches by driver; its state is
+// by index) are read in the daemon's namespace.
+func (p *publisher) checkHost(rows []netconf.ENIStatus, cfg config.Config, now time.Time) {
+	h := hostcheck.For(rows, cfg.MTU == config.MTUKeep, cfg.SecondaryENIs == config.SecondaryNone)
+	var links []string
+	for _, l := range h.ENIs {
+		links = append(links, l.Name)
 	}
+	key := strings.Join(links, " ")
+	if key == p.hostLinks && now.Sub(p.hostCheckedAt) < hostCheckEvery {
+		return
+	}
+	p.hostLinks, p.hostCheckedAt = key, now
+	_ = nsutil.Do(p.ns, func() error { return hostcheck.Collect(&h) }) // what cannot be read stays unknown
 	seen := map[string]bool{}
 	for _, f := range hostcheck.Managers(h) {
 		if f.Severity != hostcheck.Problem {

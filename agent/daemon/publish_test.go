@@ -216,3 +216,29 @@ func TestLogsCompetingManagerOnce(t *testing.T) {
 		t.Errorf("networkd logged %d times", n)
 	}
 }
+
+// A .network that matches secondary ENIs by driver (AL2023's
+// 80-ec2.network matches Driver=ena ixgbevf vif; the simulator's ENIs are
+// veths) is reported by the daemon too: it reads the links' drivers in
+// its namespace.
+func TestLogsNetworkFileMatchingByDriver(t *testing.T) {
+	root := t.TempDir()
+	must(t, os.MkdirAll(root+"/proc/1", 0o755))
+	must(t, os.WriteFile(root+"/proc/1/comm", []byte("systemd-network\n"), 0o644))
+	must(t, os.MkdirAll(root+"/usr/lib/systemd/network", 0o755))
+	must(t, os.WriteFile(root+"/usr/lib/systemd/network/80-ec2.network", []byte("[Match]\nDriver=veth\n\n[Network]\nDHCP=yes\n"), 0o644))
+	t.Setenv("EC2NET_TEST_HOST_ROOT", root)
+	core, logs := observer.New(zapcore.InfoLevel)
+	h := startHarnessWith(t, "dmdrv", func(c *config.Config) { c.RefreshInterval = time.Hour }, func(o *Options) {
+		o.Logger = zap.New(zapcore.NewTee(zaptest.NewLogger(t).Core(), core))
+	})
+	must(t, h.vpc.Attach(eth1))
+	eventually(t, 10*time.Second, "eth1 reported as managed by networkd", func() error {
+		for _, l := range logs.FilterField(zap.String("check", "networkd")).All() {
+			if l.ContextMap()["link"] == "eth1" && strings.Contains(l.Message, "80-ec2.network") {
+				return nil
+			}
+		}
+		return fmt.Errorf("no networkd line for eth1")
+	})
+}

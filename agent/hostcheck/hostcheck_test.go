@@ -3,6 +3,7 @@ package hostcheck
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -28,7 +29,7 @@ func fakeHost(t *testing.T, files map[string]string, procs ...string) Host {
 		}
 	}
 	for i, p := range procs {
-		full := filepath.Join(root, "proc", itoa(100+i), "comm")
+		full := filepath.Join(root, "proc", strconv.Itoa(100+i), "comm")
 		_ = os.MkdirAll(filepath.Dir(full), 0o755)
 		if err := os.WriteFile(full, []byte(p+"\n"), 0o644); err != nil {
 			t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/ec2net/ec2net/netconf"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -70,7 +71,7 @@ func mtu(h *Host) []Finding {
 			continue
 		}
 		f := Finding{Severity: Note, Check: "mtu", Link: l.Name,
-			Text: l.Name + " (" + l.Driver + ") has MTU " + itoa(l.MTU) + "; the VPC carries 9001 between instances"}
+			Text: l.Name + " (" + l.Driver + ") has MTU " + strconv.Itoa(l.MTU) + "; the VPC carries 9001 between instances"}
 		switch {
 		case l.Primary:
 			f.Fix = "the primary's MTU is the DHCP client's business (the VPC's DHCP offers 9001): check its configuration"
@@ -110,7 +111,7 @@ func mainDefaults(h *Host) []Finding {
 				continue
 			}
 			f := Finding{Severity: Problem, Check: "main-default", Link: d.Link,
-				Text: "main has an IPv" + itoa(fam) + " default route through " + d.Link + " (proto " + d.Proto + ", metric " + itoa(d.Metric) +
+				Text: "main has an IPv" + strconv.Itoa(fam) + " default route through " + d.Link + " (proto " + d.Proto + ", metric " + strconv.Itoa(d.Metric) +
 					") at or below " + p.Name + "'s: the primary's own traffic can leave through " + d.Link + ", where the VPC drops it"}
 			switch d.Proto {
 			case "ra":
@@ -177,4 +178,18 @@ func Collect(h *Host) error {
 func isDefault(n *net.IPNet) bool {
 	ones, _ := n.Mask.Size()
 	return ones == 0
+}
+
+// For is the Host of a status: the ENIs that have a link, the
+// configuration's choices (mtu = keep, primary only), and the root the
+// files are read under (EC2NET_TEST_HOST_ROOT in tests). Collect fills
+// in the kernel side.
+func For(rows []netconf.ENIStatus, mtuKeep, primaryOnly bool) Host {
+	h := Host{Root: os.Getenv("EC2NET_TEST_HOST_ROOT"), MTUKeep: mtuKeep, PrimaryOnly: primaryOnly}
+	for _, r := range rows {
+		if r.Link != "" {
+			h.ENIs = append(h.ENIs, Link{Name: r.Link, MAC: r.MAC, Primary: r.Primary, MTU: r.MTU})
+		}
+	}
+	return h
 }

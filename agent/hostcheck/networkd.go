@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -66,7 +67,7 @@ func networkd(h *Host) []Finding {
 // the first .network file that matches the link.
 func (h *Host) networkdManages(l Link, files []string) (string, bool) {
 	if l.Index > 0 {
-		if b, err := os.ReadFile(h.path("/run/systemd/netif/links/" + itoa(l.Index))); err == nil {
+		if b, err := os.ReadFile(h.path("/run/systemd/netif/links/" + strconv.Itoa(l.Index))); err == nil {
 			state, file := "", ""
 			for _, line := range strings.Split(string(b), "\n") {
 				if v, ok := strings.CutPrefix(line, "ADMIN_STATE="); ok {
@@ -159,18 +160,4 @@ func matchList(v, subject string) bool {
 		any = false // an unknown driver matches no pattern
 	}
 	return any != neg
-}
-
-func itoa(n int) string {
-	if n == 0 {
-		return "0"
-	}
-	var b [20]byte
-	i := len(b)
-	for n > 0 {
-		i--
-		b[i] = byte('0' + n%10)
-		n /= 10
-	}
-	return string(b[i:])
 }

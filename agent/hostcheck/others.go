@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/ec2net/ec2net/netconf"
@@ -54,10 +55,10 @@ func (h *Host) readInterfaces(file string, into map[string]string, depth int) {
 		switch fs[0] {
 		case "auto", "allow-hotplug", "allow-auto":
 			for _, name := range fs[1:] {
-				into[name] = file + ":" + itoa(n) + " " + fs[0]
+				into[name] = file + ":" + strconv.Itoa(n) + " " + fs[0]
 			}
 		case "iface":
-			into[fs[1]] = file + ":" + itoa(n) + " " + strings.Join(fs, " ")
+			into[fs[1]] = file + ":" + strconv.Itoa(n) + " " + strings.Join(fs, " ")
 		case "source", "source-directory":
 			pattern := fs[1]
 			if fs[0] == "source-directory" {
@@ -130,12 +131,16 @@ func cloudInit(h *Host) []Finding {
 			"cloud-init then renders only the primary at the next boot"}}
 }
 
+// cloudInitOffRE is the user data or cloud.cfg setting that turns
+// cloud-init's multi-NIC routing off.
+var cloudInitOffRE = regexp.MustCompile(`apply_full_imds_network_config:\s*(false|False|no)`)
+
 func (h *Host) cloudInitOff() bool {
 	files, _ := filepath.Glob(h.path("/etc/cloud/cloud.cfg.d/*.cfg"))
 	files = append(files, h.path("/etc/cloud/cloud.cfg"))
 	for _, f := range files {
 		b, err := os.ReadFile(f)
-		if err == nil && regexp.MustCompile(`apply_full_imds_network_config:\s*(false|False|no)`).Match(b) {
+		if err == nil && cloudInitOffRE.Match(b) {
 			return true
 		}
 	}
@@ -161,7 +166,7 @@ func vpcCNI(h *Host) []Finding {
 		}
 	}
 	if veths > 0 {
-		signs = append(signs, itoa(veths)+" pod veths (eni…)")
+		signs = append(signs, strconv.Itoa(veths)+" pod veths (eni…)")
 	}
 	if len(signs) == 0 {
 		return nil

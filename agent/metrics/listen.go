@@ -6,30 +6,10 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/netip"
 	"time"
-)
 
-// CheckListen validates a metrics-listen address: host:port on a
-// loopback address ("localhost" included). The listener is for a local
-// scraper (node_exporter, an agent): ec2net never serves the network.
-func CheckListen(addr string) error {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return fmt.Errorf("must be host:port (e.g. 127.0.0.1:9464)")
-	}
-	if _, err := net.LookupPort("tcp", port); err != nil || port == "" {
-		return fmt.Errorf("bad port %q", port)
-	}
-	if host == "localhost" {
-		return nil
-	}
-	a, err := netip.ParseAddr(host)
-	if err != nil || !a.IsLoopback() {
-		return fmt.Errorf("must be a loopback address (127.0.0.1, [::1] or localhost), not %q", host)
-	}
-	return nil
-}
+	"github.com/ec2net/ec2net/agent/config"
+)
 
 // Serve answers GET /metrics on addr until stop is called.
 func (m *Metrics) Serve(addr string) (stop func(), err error) {
@@ -38,7 +18,7 @@ func (m *Metrics) Serve(addr string) (stop func(), err error) {
 }
 
 func (m *Metrics) serve(addr string) (stop func(), bound string, err error) {
-	if err := CheckListen(addr); err != nil {
+	if err := config.LoopbackHostPort(addr); err != nil {
 		return nil, "", err
 	}
 	ln, err := net.Listen("tcp", addr)

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ec2net/ec2net/agent/config"
 	"github.com/ec2net/ec2net/agent/imds"
 	"github.com/ec2net/ec2net/netconf"
 	dto "github.com/prometheus/client_model/go"
@@ -138,12 +139,12 @@ func TestFileParsesAndCountersMove(t *testing.T) {
 
 func TestListenOnlyOnLoopback(t *testing.T) {
 	for _, bad := range []string{"0.0.0.0:9464", ":9464", "100.64.1.10:9464", "[::]:9464", "127.0.0.1", "localhost:x"} {
-		if CheckListen(bad) == nil {
+		if config.LoopbackHostPort(bad) == nil {
 			t.Errorf("%q accepted", bad)
 		}
 	}
 	for _, good := range []string{"127.0.0.1:9464", "[::1]:9464", "localhost:9464", "127.0.0.1:0"} {
-		if err := CheckListen(good); err != nil {
+		if err := config.LoopbackHostPort(good); err != nil {
 			t.Errorf("%q: %v", good, err)
 		}
 	}

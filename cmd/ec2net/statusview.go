@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -50,13 +49,7 @@ func stamp(t time.Time) string {
 // EC2NET_TEST_HOST_ROOT (tests only) points the file checks at another
 // root, so that the test machine's own network manager is not reported.
 func hostLinks(rows []netconf.ENIStatus, cfg config.Config) hostcheck.Host {
-	h := hostcheck.Host{Root: os.Getenv("EC2NET_TEST_HOST_ROOT"), MTUKeep: cfg.MTU == config.MTUKeep,
-		PrimaryOnly: cfg.SecondaryENIs == config.SecondaryNone}
-	for _, r := range rows {
-		if r.Link != "" {
-			h.ENIs = append(h.ENIs, hostcheck.Link{Name: r.Link, MAC: r.MAC, Primary: r.Primary, MTU: r.MTU})
-		}
-	}
+	h := hostcheck.For(rows, cfg.MTU == config.MTUKeep, cfg.SecondaryENIs == config.SecondaryNone)
 	_ = hostcheck.Collect(&h) // what cannot be read stays unknown
 	return h
 }
