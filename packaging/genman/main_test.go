@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/ec2net/ec2net/agent/config"
+	"github.com/ec2net/ec2net/netconf/nsutil/nstest"
 )
 
 // The committed man pages, configuration file and completions are what the
@@ -69,7 +70,7 @@ func TestEveryKeyEverywhere(t *testing.T) {
 // The pages format without warnings (man --warnings), when man is here.
 func TestManPagesFormatCleanly(t *testing.T) {
 	if _, err := exec.LookPath("man"); err != nil {
-		if os.Getenv("CI") != "" {
+		if nstest.InCI() {
 			t.Fatal("man is not installed (apt-get install man-db)")
 		}
 		t.Skip("man is not installed")
@@ -135,7 +136,7 @@ COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); _ec2net; printf '%s\n' "${COMPREPLY[@
 func TestZshCompletionParses(t *testing.T) {
 	zsh, err := exec.LookPath("zsh")
 	if err != nil {
-		if os.Getenv("CI") != "" {
+		if nstest.InCI() {
 			t.Fatal("zsh is not installed (apt-get install zsh)")
 		}
 		t.Skip("zsh is not installed")

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ec2net/ec2net/agent/vpcsim"
+	"github.com/ec2net/ec2net/netconf/nsutil/nstest"
 )
 
 // recordScript stands in for dhclient-script: it appends what dhclient
@@ -39,7 +40,7 @@ exit 0
 // simulated VPC and checks what it received.
 func TestDhclient(t *testing.T) {
 	if _, err := exec.LookPath("dhclient"); err != nil {
-		if os.Getenv("CI") == "true" {
+		if nstest.InCI() {
 			t.Fatal("dhclient is not installed (apt-get install -y isc-dhcp-client)")
 		}
 		t.Skip("dhclient is not installed (apt-get install -y isc-dhcp-client)")
