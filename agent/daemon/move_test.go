@@ -28,7 +28,7 @@ func TestMoveLeavesTheOldInstanceClean(t *testing.T) {
 	for range 2 {
 		before := m.otherState(to)
 		to.IMDS.SetPropagation(time.Second)
-		must(t, m.vpc.Move(m.floating.MAC, to, vpcsim.MoveOptions{IMDSLag: 2 * time.Second}))
+		must(t, m.vpc.Move(m.floating.MAC, to, vpcsim.MoveOptions{IMDSLag: 8 * time.Second}))
 		eventually(t, 15*time.Second, "every address of the moved ENI answered by "+to.Name, m.answeredBy(to))
 		eventually(t, 5*time.Second, from.Name+" clean", func() error {
 			if left := m.leftovers(from); len(left) > 0 {
@@ -36,14 +36,17 @@ func TestMoveLeavesTheOldInstanceClean(t *testing.T) {
 			}
 			return nil
 		})
-		// The old instance's IMDS lists the ENI for 2 s more; refreshes
-		// run every second: nothing may come back meanwhile.
+		// The old instance's IMDS lists the ENI for 8 s after the move;
+		// refreshes run every second: nothing may come back meanwhile.
 		until := time.Now().Add(4 * time.Second)
 		for time.Now().Before(until) {
 			if left := m.leftovers(from); len(left) > 0 {
 				t.Fatalf("%s got back %v after being clean", from, left)
 			}
 			time.Sleep(100 * time.Millisecond) // the check's cadence
+		}
+		if _, listed := from.IMDS.ENI(m.floating.MAC); !listed {
+			t.Errorf("%s's IMDS no longer lists the moved ENI: the window checked was not the one where it is listed but gone", from)
 		}
 		if after := m.otherState(to); !slices.Equal(before, after) {
 			t.Errorf("%s's other configuration changed:\nbefore %v\nafter  %v", to, before, after)
