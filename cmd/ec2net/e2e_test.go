@@ -522,17 +522,7 @@ func TestStatusWithoutRoot(t *testing.T) {
 // SIGTERM ends it promptly with the configuration left in place.
 func TestRunProcessCleanupWarningAndSIGTERM(t *testing.T) {
 	b := newBed(t, "e2erun")
-	var logs strings.Builder
-	cmd := exec.Command("ip", "netns", "exec", b.vpc.Instance, ec2netBin, "run",
-		"--imds-endpoint", "http://169.254.169.254", "--state-dir", b.stateDir, "--config", "/dev/null")
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	must(t, cmd.Start())
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	defer func() {
-		_ = cmd.Process.Kill()
-		t.Logf("daemon log:\n%s", logs.String())
-	}()
+	d := b.startDaemon(t)
 	want := len(b.secondaryAddrs()) + 1 // + eth2's delegated prefix
 	waitFor(t, 15*time.Second, func() bool { return strings.Count(b.ownedRules(), "proto 236") == want })
 
@@ -542,9 +532,9 @@ func TestRunProcessCleanupWarningAndSIGTERM(t *testing.T) {
 	}
 	waitFor(t, 15*time.Second, func() bool { return strings.Count(b.ownedRules(), "proto 236") == want })
 
-	must(t, cmd.Process.Signal(syscall.SIGTERM))
+	must(t, d.cmd.Signal(syscall.SIGTERM))
 	select {
-	case err := <-exited:
+	case err := <-d.done:
 		if err != nil {
 			t.Errorf("daemon exit after SIGTERM: %v", err)
 		}

@@ -11,7 +11,6 @@ import (
 	"io"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -133,16 +132,7 @@ func TestDoctorHealthyWithDaemonAndBundle(t *testing.T) {
 	b := newBed(t, "e2edr")
 	const marker = "USER-DATA-MARKER-7f3a"
 	b.vpc.IMDS.Set("/latest/user-data", marker)
-	var logs strings.Builder
-	cmd := exec.Command("ip", "netns", "exec", b.vpc.Instance, ec2netBin, "run",
-		"--imds-endpoint", "http://169.254.169.254", "--state-dir", b.stateDir, "--config", "/dev/null")
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	must(t, cmd.Start())
-	defer func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		t.Logf("daemon log:\n%s", logs.String())
-	}()
+	b.startDaemon(t)
 	want := len(b.secondaryAddrs()) + 1
 	waitFor(t, 15*time.Second, func() bool { return strings.Count(b.ownedRules(), "proto 236") == want })
 
