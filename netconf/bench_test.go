@@ -4,13 +4,12 @@ import (
 	"bytes"
 	"fmt"
 	"net/netip"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
 
 	"github.com/ec2net/ec2net/agent/imds"
-	"github.com/ec2net/ec2net/netconf/nsutil"
+	"github.com/ec2net/ec2net/netconf/ipbatch"
 )
 
 // The benchmark instance: 15 ENIs, each with 50 IPv4 and 50 IPv6
@@ -64,63 +63,6 @@ func benchCommands(b *testing.B, bd *bed) []string {
 	return out
 }
 
-// batches splits the commands for `ip -batch`, whose lines cannot carry
-// -4/-6: everything runs in one batch except IPv6 rules (ip rule assumes
-// IPv4 without -6), which get a second `ip -6 -batch`. The accept_ra
-// sysctls, which ip cannot set, are left out (see ipCommands).
-func batches(cmds []string) (main, rules6 string) {
-	var m, r6 strings.Builder
-	for _, c := range ipCommands(cmds) {
-		switch {
-		case strings.HasPrefix(c, "-6 rule "):
-			r6.WriteString(strings.TrimPrefix(c, "-6 "))
-			r6.WriteByte('\n')
-		case strings.HasPrefix(c, "-6 route ") && strings.Contains(c, " default "):
-			m.WriteString(strings.Replace(strings.TrimPrefix(c, "-6 "), " default ", " ::/0 ", 1))
-			m.WriteByte('\n')
-		default:
-			m.WriteString(strings.TrimPrefix(strings.TrimPrefix(c, "-4 "), "-6 "))
-			m.WriteByte('\n')
-		}
-	}
-	return m.String(), r6.String()
-}
-
-// ipCommands drops the plan's sysctl lines (accept_ra = 0 of each
-// ENI), which are no ip command; setSysctls writes them.
-func ipCommands(cmds []string) []string {
-	var out []string
-	for _, c := range cmds {
-		if !strings.HasPrefix(c, "sysctl ") {
-			out = append(out, c)
-		}
-	}
-	return out
-}
-
-// setSysctls writes the plan's sysctls from a thread in the bed's
-// namespace (/proc/sys/net follows the namespace of the opening thread),
-// as cheaply as a program can: the ip anchors are charged only for
-// what ip itself cannot do.
-func setSysctls(b *testing.B, bd *bed, cmds []string) {
-	err := nsutil.Do(bd.ns, func() error {
-		for _, c := range cmds {
-			kv, ok := strings.CutPrefix(c, "sysctl ")
-			if !ok {
-				continue
-			}
-			key, val, _ := strings.Cut(kv, "=")
-			if err := os.WriteFile("/proc/sys/"+strings.ReplaceAll(key, ".", "/"), []byte(val+"\n"), 0o644); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-}
-
 // checkSame fails unless the bed holds exactly what ec2net wants.
 func checkSame(b *testing.B, bd *bed) {
 	r := bd.reconciler()
@@ -159,7 +101,7 @@ func BenchmarkIPBatch(b *testing.B) {
 		b.StopTimer()
 		bd := benchBed(b)
 		cmds := benchCommands(b, bd)
-		m, r6 := batches(cmds)
+		m, r6, sysctls := ipbatch.Split(cmds)
 		run := func(stdin string, fam ...string) {
 			cmd := exec.Command("ip", append(append([]string{"-n", bd.name}, fam...), "-batch", "-")...)
 			cmd.Stdin = strings.NewReader(stdin)
@@ -172,7 +114,9 @@ func BenchmarkIPBatch(b *testing.B) {
 		b.StartTimer()
 		run(m)
 		run(r6, "-6")
-		setSysctls(b, bd, cmds)
+		if err := ipbatch.WriteSysctls(bd.ns, sysctls); err != nil {
+			b.Fatal(err)
+		}
 		b.StopTimer()
 		if i == 0 {
 			checkSame(b, bd)
@@ -186,14 +130,20 @@ func BenchmarkIPPerCommand(b *testing.B) {
 		b.StopTimer()
 		bd := benchBed(b)
 		cmds := benchCommands(b, bd)
+		_, _, sysctls := ipbatch.Split(cmds)
 		b.StartTimer()
-		for _, c := range ipCommands(cmds) {
+		for _, c := range cmds {
+			if strings.HasPrefix(c, "sysctl ") {
+				continue // ip cannot; WriteSysctls below
+			}
 			args := append([]string{"-n", bd.name}, strings.Fields(c)...)
 			if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
 				b.Fatalf("ip %s: %v\n%s", c, err, out)
 			}
 		}
-		setSysctls(b, bd, cmds)
+		if err := ipbatch.WriteSysctls(bd.ns, sysctls); err != nil {
+			b.Fatal(err)
+		}
 		b.StopTimer()
 		if i == 0 {
 			checkSame(b, bd)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/ec2net/ec2net/agent/imds"
 	"github.com/ec2net/ec2net/agent/vpcsim"
+	"github.com/ec2net/ec2net/netconf/ipbatch"
 	"github.com/ec2net/ec2net/netconf/nsutil"
 	"github.com/ec2net/ec2net/netconf/nsutil/nstest"
 	"github.com/vishvananda/netlink"
@@ -215,32 +216,17 @@ func (cb *coldBed) checkDone(state string) {
 	}
 }
 
-// ipBatches turns the plan for fresh links into `ip -batch` files: the
-// IPv6 rules apart (ip rule assumes IPv4 without -6), the rest in one;
-// accept_ra sysctls are returned as paths.
+// ipBatches turns the plan for fresh links into `ip -batch` files
+// (ipbatch.Split) and the sysctls ip cannot set.
 func (cb *coldBed) ipBatches() (batch4, batch6 string, sysctls []string) {
 	changes, _ := cb.plan(cb.b.TempDir())
-	var m, r6 strings.Builder
-	for _, c := range changes {
-		c = strings.TrimPrefix(c, "ip ")
-		switch {
-		case strings.HasPrefix(c, "sysctl "):
-			key, _, _ := strings.Cut(strings.TrimPrefix(c, "sysctl "), "=")
-			sysctls = append(sysctls, "/proc/sys/"+strings.ReplaceAll(key, ".", "/"))
-		case strings.HasPrefix(c, "-6 rule "):
-			r6.WriteString(strings.TrimPrefix(c, "-6 ") + "\n")
-		case strings.HasPrefix(c, "-6 route ") && strings.Contains(c, " default "):
-			m.WriteString(strings.Replace(strings.TrimPrefix(c, "-6 "), " default ", " ::/0 ", 1) + "\n")
-		default:
-			m.WriteString(strings.TrimPrefix(strings.TrimPrefix(c, "-4 "), "-6 ") + "\n")
-		}
-	}
 	if len(changes) < 3000 {
 		cb.b.Fatalf("the plan for fresh links has %d changes; want over 3000", len(changes))
 	}
+	m, r6, sysctls := ipbatch.Split(changes)
 	batch4, batch6 = filepath.Join(cb.dir, "batch"), filepath.Join(cb.dir, "batch6")
-	must(cb.b, os.WriteFile(batch4, []byte(m.String()), 0o644))
-	must(cb.b, os.WriteFile(batch6, []byte(r6.String()), 0o644))
+	must(cb.b, os.WriteFile(batch4, []byte(m), 0o644))
+	must(cb.b, os.WriteFile(batch6, []byte(r6), 0o644))
 	return batch4, batch6, sysctls
 }
 
@@ -251,17 +237,9 @@ func (cb *coldBed) runBatch(file string, fam ...string) {
 	}
 }
 
-// writeSysctls sets each accept_ra to 0 from a thread in the instance
-// (/proc/sys/net follows the namespace of the thread that opens it).
-func (cb *coldBed) writeSysctls(paths []string) {
+// writeSysctls sets the sysctls in the instance (ipbatch.WriteSysctls).
+func (cb *coldBed) writeSysctls(sysctls []string) {
 	h, err := cb.vpc.Handle(cb.vpc.Instance)
 	must(cb.b, err)
-	must(cb.b, nsutil.Do(h, func() error {
-		for _, p := range paths {
-			if err := os.WriteFile(p, []byte("0\n"), 0o644); err != nil {
-				return err
-			}
-		}
-		return nil
-	}))
+	must(cb.b, ipbatch.WriteSysctls(h, sysctls))
 }
