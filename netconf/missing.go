@@ -20,8 +20,12 @@ func (p *pass) missingLink(e *plan.ENI) {
 		s.Index = l.Index
 		p.add(Change{Op: op, Kind: KindLink, MAC: e.MAC, Link: l.Name, LinkSet: s})
 	}
+	re := p.owned.ENIs[e.MAC]
+	if re != nil && re.BroughtUp == broughtUpAnyLink && l.Up {
+		re.BroughtUp = broughtUp(l.Index) // an older record's "true", now for this link
+	}
 	if e.Up && !l.Up {
-		if re := p.owned.ENIs[e.MAC]; re != nil && re.BroughtUp == l.Index {
+		if re != nil && (re.BroughtUp == broughtUp(l.Index) || re.BroughtUp == broughtUpAnyLink) {
 			// ec2net brought it up before: someone set it down since.
 			p.result(e.MAC).AdminDown = true
 		} else {

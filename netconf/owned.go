@@ -36,7 +36,33 @@ type recordENI struct {
 	// BroughtUp is the index of the link ec2net set up. If that link is
 	// down later, an administrator (ip link set down, ifdown) did it:
 	// respected. A re-attached ENI is a new link, brought up again.
-	BroughtUp int `json:"brought_up,omitempty"`
+	BroughtUp broughtUp `json:"brought_up,omitempty"`
+}
+
+// broughtUp is a link index. Records written before it was one hold
+// true ("ec2net set this ENI's link up", whatever its index): that reads
+// as broughtUpAnyLink, which a pass turns into the index of the ENI's
+// link while it is up (missingLink), and which, while it is down, means
+// what it meant then: respected.
+type broughtUp int
+
+const broughtUpAnyLink broughtUp = -1
+
+func (b *broughtUp) UnmarshalJSON(data []byte) error {
+	switch string(data) {
+	case "true":
+		*b = broughtUpAnyLink
+		return nil
+	case "false", "null":
+		*b = 0
+		return nil
+	}
+	var n int
+	if err := json.Unmarshal(data, &n); err != nil {
+		return err
+	}
+	*b = broughtUp(n)
+	return nil
 }
 
 func newRecord() *record { return &record{Version: 1, ENIs: map[string]*recordENI{}} }
@@ -116,7 +142,7 @@ func (s *record) note(c Change, created bool) {
 			e.Addrs = remove(e.Addrs, c.Addr.Prefix.Addr().String())
 		}
 	case c.Kind == KindLink && c.LinkSet.Up:
-		s.eni(c.MAC).BroughtUp = c.LinkSet.Index
+		s.eni(c.MAC).BroughtUp = broughtUp(c.LinkSet.Index)
 	case c.Kind == KindRoute && c.Op == OpDel && c.Route.Table == tableLocal && c.MAC != "":
 		if e := s.ENIs[c.MAC]; e != nil {
 			e.Local = remove(e.Local, c.Route.Dst.String())

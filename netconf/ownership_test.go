@@ -1,10 +1,12 @@
 package netconf
 
 import (
+	"bytes"
 	"errors"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -559,6 +561,48 @@ func TestAdministratorsLinkDownIsRespected(t *testing.T) {
 	mustApply(t, r, s, cfg())
 	if got := b.routes(10001); len(got) != 4 {
 		t.Errorf("routes not back with the link: %v", got)
+	}
+}
+
+// A record written before BroughtUp was a link index says
+// "brought_up": true. It still reads (the record is not lost), a link
+// down then is still respected, and once the link is up the record
+// learns its index.
+func TestRecordWithBroughtUpTrueFromAnOlderVersion(t *testing.T) {
+	b := newBed(t)
+	b.withPrimary()
+	b.veth("eth1", macEth1)
+	r := b.reconciler()
+	s := snap(primary(), secondary())
+	mustApply(t, r, s, cfg())
+	path := filepath.Join(b.dir, recordFileName)
+	old, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	legacy := regexp.MustCompile(`"brought_up": [0-9]+`).ReplaceAll(old, []byte(`"brought_up": true`))
+	if bytes.Equal(legacy, old) {
+		t.Fatalf("no brought_up in the record:\n%s", old)
+	}
+	if err := os.WriteFile(path, legacy, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b.ip("link", "set", "eth1", "down")
+	res := mustApply(t, r, s, cfg())
+	if err := r.RecordError(); err != nil {
+		t.Fatalf("the older record does not read: %v", err)
+	}
+	if !res.ENIs[1].AdminDown || !strings.Contains(b.ip("link", "show", "eth1"), "state DOWN") {
+		t.Fatalf("link not left down under the older record: %+v", res.ENIs[1])
+	}
+	b.ip("link", "set", "eth1", "up")
+	mustApply(t, r, s, cfg())
+	now, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`"brought_up": [1-9][0-9]*`).Match(now) {
+		t.Errorf("the record did not learn the link's index:\n%s", now)
 	}
 }
 
