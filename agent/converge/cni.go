@@ -1,6 +1,7 @@
 package converge
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 
@@ -27,23 +28,28 @@ type KernelSigns interface {
 // configuration file, its per-pod rules or its pod veths), configuring
 // the secondary ENIs would put pods' addresses on the host and capture
 // their traffic, so only the primary is configured; elsewhere every ENI
-// is. The signs found are returned for a warning.
-func Resolve(cfg config.Config, k KernelSigns) (config.Config, []string) {
+// is. The signs found are returned for a warning. When the kernel cannot
+// be asked and no file says so, nothing is decided (an error): "no sign"
+// would put pods' addresses on the host.
+func Resolve(cfg config.Config, k KernelSigns) (config.Config, []string, error) {
 	if cfg.SecondaryENIs != config.SecondaryAuto {
-		return cfg, nil
+		return cfg, nil, nil
 	}
 	var signs []string
 	if m, _ := filepath.Glob(filepath.Join(CNIConfDir(), "*aws*.conflist")); len(m) > 0 {
 		signs = append(signs, m[0])
 	}
+	var kerr error
 	if k != nil {
-		if s, err := k.VPCCNISigns(); err == nil {
-			signs = append(signs, s...)
-		}
+		s, err := k.VPCCNISigns()
+		signs, kerr = append(signs, s...), err
 	}
 	cfg.SecondaryENIs = config.SecondaryAll
-	if len(signs) > 0 {
+	switch {
+	case len(signs) > 0:
 		cfg.SecondaryENIs = config.SecondaryNone
+	case kerr != nil:
+		return cfg, nil, fmt.Errorf("secondary-enis = auto: cannot look for the VPC CNI's rules and pod veths: %w", kerr)
 	}
-	return cfg, signs
+	return cfg, signs, nil
 }

@@ -93,7 +93,10 @@ func (o *Outcome) Held() []netconf.ENIResult {
 // Once reads IMDS, applies the evidence rule and converges the target.
 func Once(ctx context.Context, src Source, tgt Target, o Options) (*Outcome, error) {
 	var signs []string
-	o.Config, signs = Resolve(o.Config, tgt)
+	var err error
+	if o.Config, signs, err = Resolve(o.Config, tgt); err != nil {
+		return nil, err
+	}
 	out := &Outcome{Config: o.Config, CNISigns: signs}
 	if ca, ok := tgt.(checkedApplier); ok && !o.DryRun && !o.HoldRemovals {
 		var err error

@@ -351,7 +351,16 @@ func (l *loop) config() config.Config {
 	if l.resolvedOK {
 		return l.resolvedCfg
 	}
-	cfg, signs := converge.Resolve(l.cfg, l.o.Reconciler)
+	cfg, signs, err := converge.Resolve(l.cfg, l.o.Reconciler)
+	if err != nil {
+		// Undecided: keep the last decision (tried again at the next
+		// call); before any, the kernel's own dumps fail the pass too.
+		l.log.Warn("cannot decide secondary-enis = auto now; keeping the last decision", zap.Error(err))
+		if l.resolved != "" {
+			return l.resolvedCfg
+		}
+		return cfg
+	}
 	l.resolvedCfg, l.resolvedOK = cfg, true
 	if cfg.SecondaryENIs != l.resolved {
 		if l.resolved != "" || cfg.SecondaryENIs == config.SecondaryNone {

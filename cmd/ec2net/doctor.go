@@ -91,7 +91,10 @@ func cmdDoctor(ctx context.Context, c *call) int {
 func runDoctor(ctx context.Context, e *env) *doctorReport {
 	r := &doctorReport{Version: jsonVersion}
 	snap := r.checkIMDS(ctx, e)
-	cfg, signs := converge.Resolve(e.cfg, e.rec)
+	cfg, signs, cniErr := converge.Resolve(e.cfg, e.rec) // on error: shown as all, said in a note
+	if cniErr != nil {
+		r.add(hostcheck.Unchecked, "vpc-cni", "", cniErr.Error(), "")
+	}
 	if len(signs) > 0 {
 		r.add(hostcheck.Note, "vpc-cni", "", "the Amazon VPC CNI manages this host's secondary ENIs ("+strings.Join(signs, "; ")+
 			"): ec2net configures the primary ENI only (secondary-enis = auto)", "")

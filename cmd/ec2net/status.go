@@ -40,13 +40,13 @@ func cmdStatus(ctx context.Context, c *call) int {
 			imdsErr = e.explain(err)
 			snap = nil
 		}
-		cfg, signs := converge.Resolve(e.cfg, e.rec)
+		cfg, signs, cniErr := converge.Resolve(e.cfg, e.rec) // on error: shown as all, said in a note
 		rows, err := e.rec.Status(snap, cfg)
 		if err != nil {
 			return e.fail(c.stderr, err)
 		}
 		host := hostProblems(hostLinks(rows, cfg))
-		notes := statusNotes(signs, e.rec.RecordError())
+		notes := statusNotes(signs, cniErr, e.rec.RecordError())
 		if len(c.args) > 0 {
 			if rows = selectENI(rows, c.args[0]); len(rows) == 0 {
 				fmt.Fprintf(c.stderr, "ec2net: no ENI matches %q (a link name, eni-… id or MAC)\n", c.args[0])
@@ -92,8 +92,11 @@ func cmdStatus(ctx context.Context, c *call) int {
 
 // statusNotes are the lines under the table: why only the primary is
 // configured, why ownership cannot be shown.
-func statusNotes(cniSigns []string, recordErr error) []string {
+func statusNotes(cniSigns []string, cniErr, recordErr error) []string {
 	var notes []string
+	if cniErr != nil {
+		notes = append(notes, cniErr.Error()+": secondary ENIs are shown as configured")
+	}
 	if len(cniSigns) > 0 {
 		notes = append(notes, "the Amazon VPC CNI manages this host's secondary ENIs ("+strings.Join(cniSigns, "; ")+"): only the primary ENI is configured")
 	}
