@@ -106,7 +106,7 @@ type verifier struct {
 
 // verifyPaths fills the Addrs of the wanted ENIs' rows (rows[i] is
 // p.want.ENIs[i]) and worsens each row's state to its worst address's.
-func (r *Reconciler) verifyPaths(p *pass, snap *imds.Snapshot, cfg config.Config, rows []ENIStatus) error {
+func (r *Reconciler) verifyPaths(p *pass, snap *imds.Snapshot, cfg config.Config, rows []ENIStatus) {
 	v := &verifier{r: r, p: p}
 	for i := range p.want.ENIs {
 		if i < len(rows) {
@@ -128,7 +128,6 @@ func (r *Reconciler) verifyPaths(p *pass, snap *imds.Snapshot, cfg config.Config
 	for i := range rows {
 		rows[i].worstOfAddrs()
 	}
-	return nil
 }
 
 // verifiable reports whether an ENI's paths are checked: ENIs ec2net

@@ -111,6 +111,11 @@ func (v *verifier) outCause(s *subject, k int, fa fibAnswer) (State, string) {
 		return StateShadowed, "foreign rule \"" + ruleText("", w.Rule) + ruleAction(w) + "\" wins over " + v.expected(s) +
 			": " + goes + "; delete it or give it a priority after " + v.afterPrio(s)
 	}
+	if v.ruleList(); v.rulesErr != nil {
+		// Without the rules neither the winner nor a missing rule of
+		// ec2net's can be named.
+		return StateWrongPath, goes + " (the rules could not be read to say why: " + errText(v.rulesErr) + ")"
+	}
 	if err != nil {
 		return StateWrongPath, flow + " has no route (" + errText(err) + ")"
 	}

@@ -116,10 +116,9 @@ func New(o Options) (*Reconciler, error) {
 		return nil, err
 	}
 	r.loadRecord()
-	if fd, err := unix.Dup(int(ns)); err == nil {
+	// Close-on-exec: the descriptor must not leak into what ec2net runs.
+	if fd, err := unix.FcntlInt(uintptr(ns), unix.F_DUPFD_CLOEXEC, 0); err == nil {
 		r.ns = netns.NsHandle(fd)
-	} else {
-		r.ns = netns.None()
 	}
 	if err := r.openSockets(ns); err != nil {
 		r.Close()

@@ -119,9 +119,7 @@ func (r *Reconciler) Status(snap *imds.Snapshot, cfg config.Config) ([]ENIStatus
 	for _, mac := range macs {
 		out = append(out, p.unlistedStatus(mac, noIMDS))
 	}
-	if err := r.verifyPaths(p, snap, cfg, out); err != nil {
-		return nil, err
-	}
+	r.verifyPaths(p, snap, cfg, out)
 	for i := range out {
 		out[i].fillEmpty()
 	}
