@@ -101,7 +101,7 @@ type Change struct {
 // still needed by what we delete next.
 func (c *Change) phase() int {
 	if c.Kind == KindLink && c.LinkSet.NoRA {
-		return -1 // before the link is up: no advertisement is ever taken (sortByPhase knows the range)
+		return -1 // before the link is up: no advertisement is ever taken
 	}
 	if c.Op == OpDel {
 		switch c.Kind {

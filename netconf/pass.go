@@ -94,19 +94,26 @@ func (r *Reconciler) compute(snap *imds.Snapshot, cfg config.Config, kind passKi
 // change is a large value (a comparison sort moved each one about log n
 // times: thousands of changes on a large instance).
 func sortByPhase(changes []Change) {
-	const first, last = -1, 7 // phase's range
-	var count [last - first + 2]int
-	for i := range changes {
-		count[changes[i].phase()-first+1]++
+	if len(changes) < 2 {
+		return
 	}
-	for i := 1; i < len(count); i++ {
-		count[i] += count[i-1]
+	phases := make([]int, len(changes))
+	first, last := changes[0].phase(), changes[0].phase()
+	for i := range changes {
+		phases[i] = changes[i].phase()
+		first, last = min(first, phases[i]), max(last, phases[i])
+	}
+	start := make([]int, last-first+2) // start[k]: where phase first+k begins
+	for _, ph := range phases {
+		start[ph-first+1]++
+	}
+	for k := 1; k < len(start); k++ {
+		start[k] += start[k-1]
 	}
 	sorted := make([]Change, len(changes))
-	for i := range changes {
-		k := changes[i].phase() - first
-		sorted[count[k]] = changes[i]
-		count[k]++
+	for i, ph := range phases {
+		sorted[start[ph-first]] = changes[i]
+		start[ph-first]++
 	}
 	copy(changes, sorted)
 }
